@@ -96,32 +96,40 @@ func TestInvFreqMatchesHFPortBitForBit(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := 0
-	for _, base := range []float64{10000, 100000, 130000, 273000, 273768.4, 1e6} {
-		for name, p := range map[string]Params{
-			"default": {Base: base, HeadDim: 64},
-			"linear":  {Base: base, HeadDim: 64, Scaling: Scaling{Type: "linear", Factor: 8}},
-			"yarn":    {Base: base, HeadDim: 64, MaxPositions: 2048, Scaling: Scaling{Type: "yarn", Factor: 8}},
-			"llama3":  {Base: base, HeadDim: 64, Scaling: Scaling{Type: "llama3", Factor: 8, OriginalMaxPositions: 2048, LowFreqFactor: 1, HighFreqFactor: 4}},
-			"dynamic": {Base: base, HeadDim: 64, MaxPositions: 2048, Scaling: Scaling{Type: "dynamic", Factor: 8}},
-		} {
-			key := fmt.Sprintf("%s %.1f", name, base)
-			bits, ok := want[key]
-			if !ok {
-				t.Fatalf("testdata/hf_float32.json has no %q", key)
-			}
-			got, _, err := p.InvFreq(16384)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i, v := range got {
-				n++
-				if math.Float32bits(v) != bits[i] {
-					t.Errorf("%s pair %d: %v, HF port %v", key, i, v, math.Float32frombits(bits[i]))
+	for _, c := range []struct {
+		s     float64
+		l0, l int
+	}{{8, 2048, 16384}, {6, 3000, 20000}} {
+		for _, base := range []float64{10000, 100000, 130000, 273000, 273768.4, 1e6} {
+			for name, p := range map[string]Params{
+				"default": {Base: base, HeadDim: 64},
+				"linear":  {Base: base, HeadDim: 64, Scaling: Scaling{Type: "linear", Factor: c.s}},
+				"yarn":    {Base: base, HeadDim: 64, MaxPositions: c.l0, Scaling: Scaling{Type: "yarn", Factor: c.s}},
+				"llama3":  {Base: base, HeadDim: 64, Scaling: Scaling{Type: "llama3", Factor: c.s, OriginalMaxPositions: c.l0, LowFreqFactor: 1, HighFreqFactor: 4}},
+				"dynamic": {Base: base, HeadDim: 64, MaxPositions: c.l0, Scaling: Scaling{Type: "dynamic", Factor: c.s}},
+			} {
+				key := fmt.Sprintf("%s %.1f s%g L0 %d", name, base, c.s, c.l0)
+				if name == "dynamic" {
+					key += fmt.Sprintf(" L %d", c.l)
+				}
+				bits, ok := want[key]
+				if !ok {
+					t.Fatalf("testdata/hf_float32.json has no %q", key)
+				}
+				got, _, err := p.InvFreq(c.l)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i, v := range got {
+					n++
+					if math.Float32bits(v) != bits[i] {
+						t.Errorf("%s pair %d: %v, HF port %v", key, i, v, math.Float32frombits(bits[i]))
+					}
 				}
 			}
 		}
 	}
-	if n != 960 {
-		t.Fatalf("compared %d values, want 960", n)
+	if n != 1920 {
+		t.Fatalf("compared %d values, want 1920", n)
 	}
 }

@@ -1,7 +1,8 @@
 # Independent float32 port of HF transformers' RoPE init functions (modeling_rope_utils.py),
 # following torch's scalar semantics (python scalars become float32 operands), with a
 # correctly rounded float32 pow. Writes hf_float32.json: the uint32 bits of every inv_freq,
-# d = 64, factor 8, L0 2048 (dynamic at L = 16384), for six bases.
+# d = 64, six bases, factor 8 with L0 2048 and factor 6 with L0 3000 (a factor that is not a
+# power of two, so the order of float32 operations shows); dynamic at L = 16384 / 20000.
 # Regenerate: python3 hf_float32.py > hf_float32.json  (needs numpy)
 import numpy as np, math, json, sys
 from decimal import Decimal, getcontext
@@ -39,10 +40,12 @@ def llama3(base, d, s, L0, lo, hi):
     med = ~(wl < f32(hw)) & ~(wl > f32(lw))
     return np.where(med, smoothed, il)
 out = {}
-for base in [10000, 100000, 130000, 273000, 273768.4, 1e6]:
-    out[f"default {float(base):.1f}"] = default(base, 64)
-    out[f"linear {float(base):.1f}"] = linear(base, 64, 8)
-    out[f"yarn {float(base):.1f}"] = yarn(base, 64, 8, 2048)[0]
-    out[f"llama3 {float(base):.1f}"] = llama3(base, 64, 8, 2048, 1, 4)
-    out[f"dynamic {float(base):.1f}"] = dynamic(base, 64, 8, 2048, 16384)
+for s, L0, L in [(8, 2048, 16384), (6, 3000, 20000)]:
+    for base in [10000, 100000, 130000, 273000, 273768.4, 1e6]:
+        k = f"{float(base):.1f} s{s} L0 {L0}"
+        out[f"default {k}"] = default(base, 64)
+        out[f"linear {k}"] = linear(base, 64, s)
+        out[f"yarn {k}"] = yarn(base, 64, s, L0)[0]
+        out[f"llama3 {k}"] = llama3(base, 64, s, L0, 1, 4)
+        out[f"dynamic {k} L {L}"] = dynamic(base, 64, s, L0, L)
 json.dump({k: [int(x) for x in v.astype(f32).view(np.uint32)] for k, v in out.items()}, sys.stdout)
