@@ -97,9 +97,14 @@ func (e *encoder) bpe(p string, dst []uint32) []uint32 {
 			break
 		}
 		syms[bi] = ids[bi]
-		syms = append(syms[:bi+1], syms[bi+2:]...)
-		ranks = append(ranks[:bi], ranks[bi+1:]...)
-		ids = append(ids[:bi], ids[bi+1:]...)
+		// Remove symbol bi+1 and pair bi (short loops beat memmove calls here).
+		for k := bi + 1; k+1 < len(syms); k++ {
+			syms[k] = syms[k+1]
+		}
+		for k := bi; k+1 < len(ranks); k++ {
+			ranks[k], ids[k] = ranks[k+1], ids[k+1]
+		}
+		syms, ranks, ids = syms[:len(syms)-1], ranks[:len(ranks)-1], ids[:len(ids)-1]
 		if bi < len(ranks) {
 			ranks[bi], ids[bi] = t.merges.get(syms[bi], syms[bi+1])
 		}
