@@ -107,7 +107,7 @@ func (t *Tokenizer) Token(id uint32) (string, bool) {
 // as SanitizeUTF8 does (as a Rust String built with from_utf8_lossy would hold).
 func (t *Tokenizer) Encode(text string) []uint32 {
 	e := t.get()
-	ids := e.encode(text, make([]uint32, 0, len(text)/3+4))
+	ids := e.encode(text, make([]uint32, 0, len(text)/2+16))
 	t.put(e)
 	return ids
 }
@@ -116,7 +116,7 @@ func (t *Tokenizer) Encode(text string) []uint32 {
 // data was tokenized (datatrove's `$A <EOS>` template, no BOS).
 func (t *Tokenizer) EncodeDoc(text string) []uint32 {
 	e := t.get()
-	ids := e.encode(text, make([]uint32, 0, len(text)/3+4))
+	ids := e.encode(text, make([]uint32, 0, len(text)/2+16))
 	t.put(e)
 	return append(ids, t.eos)
 }
@@ -156,7 +156,7 @@ func (t *Tokenizer) EncodeBatch(texts []string, addEOS bool, workers int) [][]ui
 				if i >= len(texts) {
 					return
 				}
-				ids := e.encode(texts[i], make([]uint32, 0, len(texts[i])/3+4))
+				ids := e.encode(texts[i], make([]uint32, 0, len(texts[i])/2+16))
 				if addEOS {
 					ids = append(ids, t.eos)
 				}
