@@ -200,8 +200,8 @@ type chunkCache struct {
 	tick    int64
 	// The permutations of the epochs being read (at most two are live
 	// around an epoch boundary).
-	epochs  [2]int64
-	perms   [2][]uint32
+	epochs [2]int64
+	perms  [2][]uint32
 }
 
 type cachedChunk struct {
