@@ -4,6 +4,8 @@ import (
 	"context"
 	"reflect"
 	"testing"
+
+	"longctx/storage/gcstest"
 )
 
 func readN(t *testing.T, l *Loader, n int) []Sequence {
@@ -75,5 +77,26 @@ func TestLoaderOrderAndResume(t *testing.T) {
 	}
 	if _, err := OpenLoader(ctx, dir, 7, LoaderState{Position: int64(n) + 1}); err == nil {
 		t.Error("out-of-range state accepted")
+	}
+}
+
+func TestLoaderGCS(t *testing.T) {
+	srv := gcstest.Start(t, "bkt")
+	ctx := context.Background()
+	dir, seqs := writeTestDir(t, "gs://bkt/mix/demo", 64, 2, 2)
+	if _, err := Verify(ctx, dir); err != nil {
+		t.Fatal(err)
+	}
+	srv.FailRequests(1, 7) // transient 503s are retried by storage
+	l, err := OpenLoader(ctx, dir, 3, LoaderState{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got := readN(t, l, len(seqs))
+	for p, g := range Permutation(3, 0, int64(len(seqs))) {
+		if !reflect.DeepEqual(got[p], seqs[g]) {
+			t.Fatalf("gs:// position %d: not sequence %d", p, g)
+		}
 	}
 }

@@ -16,13 +16,17 @@ import (
 // manifest, returning the directory and all sequences in shard order.
 func testDir(t *testing.T, seqLen, chunkSeqs, nshards int) (string, []Sequence) {
 	t.Helper()
+	return writeTestDir(t, t.TempDir(), seqLen, chunkSeqs, nshards)
+}
+
+func writeTestDir(t *testing.T, dir string, seqLen, chunkSeqs, nshards int) (string, []Sequence) {
+	t.Helper()
 	r := rand.New(rand.NewPCG(11, 12))
 	ps, _ := randomPieces(r, 300, seqLen, seqLen/3)
 	seqs, st, err := Pack(ps, seqLen)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
 	m := Manifest{Format: ManifestFormat, Version: ShardVersion, Name: "test", SeqLen: seqLen, ChunkSeqs: chunkSeqs, Packing: st,
 		Sources: []SourceStats{{Source: "s", RealizedTokens: st.Real}}}
 	per := (len(seqs) + nshards - 1) / nshards
