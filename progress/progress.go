@@ -170,10 +170,10 @@ func Human(x float64) string {
 		return fmt.Sprintf("%.2fG", x/1e9)
 	case x >= 1e6:
 		return fmt.Sprintf("%.2fM", x/1e6)
-	case x >= 1e3:
+	case x >= 1e4:
 		return fmt.Sprintf("%.1fk", x/1e3)
-	case x == float64(int64(x)):
-		return fmt.Sprintf("%d", int64(x))
+	case x == float64(int64(x)) || x >= 100:
+		return fmt.Sprintf("%.0f", x)
 	default:
 		return fmt.Sprintf("%.1f", x)
 	}

@@ -17,7 +17,7 @@ func TestLine(t *testing.T) {
 		want        []string
 	}{
 		{"half with eta", 50, 100, 10 * time.Second, false, []string{"[############............]", " 50.0%", "50/100 docs", "5 docs/s", "ETA 10s"}},
-		{"unknown total", 12345, 0, 2 * time.Second, false, []string{"12.3k docs", "6.2k docs/s", "elapsed 2s"}},
+		{"unknown total", 12345, 0, 2 * time.Second, false, []string{"12.3k docs", "6172 docs/s", "elapsed 2s"}},
 		{"summary", 100, 100, 4 * time.Second, true, []string{"100.0%", "25 docs/s", "done in 4s"}},
 	}
 	for _, tc := range tests {
