@@ -30,18 +30,18 @@ const (
 	indexEntrySize = 24
 )
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
 // The encoder settings are fixed so the same sequences always compress to the
 // same bytes: one frame per chunk (EncodeAll), default level, frame CRC on.
+// (Token caches use castagnoli from tokencache.go and their own codecs; the
+// shard decoder allows concurrent DecodeAll for the loader's workers.)
 var (
-	encOnce sync.Once
-	enc     *zstd.Encoder
-	dec     *zstd.Decoder
+	shardCodecOnce sync.Once
+	enc            *zstd.Encoder
+	dec            *zstd.Decoder
 )
 
 func codec() (*zstd.Encoder, *zstd.Decoder) {
-	encOnce.Do(func() {
+	shardCodecOnce.Do(func() {
 		var err error
 		enc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderCRC(true),
 			zstd.WithEncoderConcurrency(4), zstd.WithLowerEncoderMem(false))
