@@ -18,9 +18,9 @@ import (
 // fixtureSource is one synthetic source: docs documents of length drawn
 // uniformly from [lo, hi], split over files caches.
 type fixtureSource struct {
-	name          string
-	docs, lo, hi  int
-	files         int
+	name         string
+	docs, lo, hi int
+	files        int
 }
 
 // writeFixture writes real token caches and a prepare manifest under dir and
