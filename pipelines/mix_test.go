@@ -13,6 +13,8 @@ import (
 
 	"longctx/mixture"
 	"longctx/shards"
+	"longctx/storage"
+	"longctx/storage/gcstest"
 )
 
 // fixtureSource is one synthetic source: docs documents of length drawn
@@ -311,5 +313,30 @@ func TestPieceRecord(t *testing.T) {
 	}
 	if _, err := decodePiece(encodePiece(p)[:10]); err == nil {
 		t.Error("truncated record accepted")
+	}
+}
+
+// Mix writes to gs:// and the loader reads it back.
+func TestMixToGCS(t *testing.T) {
+	gcstest.Start(t, "bkt")
+	ctx := context.Background()
+	prep := writeFixture(t, t.TempDir(), demoSources)
+	res, err := Mix(ctx, MixOptions{Spec: demoSpec(), Prepare: prep, Output: "gs://bkt/mixes/t", GroupTokens: 30_000, Quiet: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := shards.Verify(ctx, res.Output); err != nil {
+		t.Fatal(err)
+	}
+	l, err := shards.OpenLoader(ctx, res.Output, 1, shards.LoaderState{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := l.Next(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := storage.Exists(ctx, "gs://bkt/mixes/t/mixture.png"); !ok {
+		t.Error("no mixture.png on gs://")
 	}
 }
