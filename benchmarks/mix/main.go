@@ -1,0 +1,284 @@
+// Command mix benchmarks the mix stage: throughput (tokens/s) and peak RSS
+// over >= 100M tokens of synthetic token caches, against the anchor of just
+// reading and decoding those caches, and packing fill on a demo-like and on
+// a realistic length distribution (books ~100k tokens, web ~1k).
+//
+//	go run ./benchmarks/mix [-tokens 100000000] [-dir /tmp/longctx-mixbench] [-workers 2] [-beam prism]
+//
+// Each measurement runs in a child process so its peak RSS is its own.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"longctx/mixture"
+	"longctx/pipelines"
+	"longctx/shards"
+)
+
+type result struct {
+	Phase    string  `json:"phase"`
+	Tokens   int64   `json:"tokens"`
+	Seconds  float64 `json:"seconds"`
+	PeakRSS  int64   `json:"peak_rss_bytes"`
+	Fill     float64 `json:"fill,omitempty"`
+	Seqs     int64   `json:"sequences,omitempty"`
+	Split    int64   `json:"split_docs,omitempty"`
+	ShardsMB float64 `json:"shards_mb,omitempty"`
+}
+
+func main() {
+	phase := flag.String("phase", "", "internal: run one measurement (gen, read, mix) and print JSON")
+	tokens := flag.Int64("tokens", 100_000_000, "tokens of synthetic caches (realistic distribution)")
+	dir := flag.String("dir", filepath.Join(os.TempDir(), "longctx-mixbench"), "work directory (caches and outputs)")
+	workers := flag.Int("workers", 2, "mix workers")
+	beamRunner := flag.String("beam", "prism", "also run mix on this Beam runner over -beam-tokens (empty: skip)")
+	beamTokens := flag.Int64("beam-tokens", 10_000_000, "tokens of caches for the Beam run (prism keeps everything in memory)")
+	seqLen := flag.Int("seq-len", 16384, "sequence length of the realistic mix")
+	runner := flag.String("runner", "local", "internal: runner of a mix phase")
+	flag.Parse()
+	if *phase != "" {
+		if err := child(*phase, *dir, *tokens, *workers, *seqLen, *runner); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+	run := func(args ...string) result {
+		cmd := exec.Command(os.Args[0], args...)
+		cmd.Stderr = os.Stderr
+		out, err := cmd.Output()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%v: %v\n", args, err)
+			os.Exit(1)
+		}
+		var r result
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
+			fmt.Fprintf(os.Stderr, "%v: %v in %q\n", args, err, out)
+			os.Exit(1)
+		}
+		return r
+	}
+	d := func(sub string) string { return filepath.Join(*dir, sub) }
+	tk := func(n int64) string { return strconv.FormatInt(n, 10) }
+	w := strconv.Itoa(*workers)
+	fmt.Printf("mix benchmark: %d tokens of synthetic caches (books ~100k tokens/doc, web ~1k, code ~10k, math ~1.4k), seq_len %d, %d workers\n",
+		*tokens, *seqLen, *workers)
+	gen := run("-phase", "gen", "-dir", d("big"), "-tokens", tk(*tokens))
+	fmt.Printf("generated caches: %d tokens in %.1fs\n", gen.Tokens, gen.Seconds)
+	read := run("-phase", "read", "-dir", d("big"), "-tokens", tk(*tokens), "-workers", w)
+	mix := run("-phase", "mix", "-dir", d("big"), "-tokens", tk(*tokens), "-workers", w, "-seq-len", strconv.Itoa(*seqLen))
+	fmt.Printf("\n%-34s %12s %10s %14s %12s\n", "measurement", "tokens", "seconds", "tokens/s", "peak RSS")
+	show := func(name string, r result) {
+		fmt.Printf("%-34s %12d %10.2f %14.0f %10.0f MB\n", name, r.Tokens, r.Seconds, float64(r.Tokens)/r.Seconds, float64(r.PeakRSS)/1e6)
+	}
+	show("anchor: read+decode caches", read)
+	show("mix (local executor)", mix)
+	fmt.Printf("ratio mix/anchor throughput: %.3f\n", (float64(mix.Tokens)/mix.Seconds)/(float64(read.Tokens)/read.Seconds))
+	fmt.Printf("realistic fill (seq_len %d): %.4f%% over %d sequences, %d documents split, shards %.1f MB\n",
+		*seqLen, 100*mix.Fill, mix.Seqs, mix.Split, mix.ShardsMB)
+
+	demoGen := run("-phase", "gen-demo", "-dir", d("demo"))
+	demo := run("-phase", "mix", "-dir", d("demo"), "-tokens", tk(demoGen.Tokens), "-workers", w, "-seq-len", "512")
+	fmt.Printf("demo-like fill (seq_len 512, %d tokens): %.4f%% over %d sequences, %d documents split\n", demo.Tokens, 100*demo.Fill, demo.Seqs, demo.Split)
+
+	if *beamRunner != "" {
+		run("-phase", "gen", "-dir", d("beam"), "-tokens", tk(*beamTokens))
+		lb := run("-phase", "mix", "-dir", d("beam"), "-tokens", tk(*beamTokens), "-workers", w, "-seq-len", strconv.Itoa(*seqLen))
+		bb := run("-phase", "mix", "-dir", d("beam"), "-tokens", tk(*beamTokens), "-workers", w, "-seq-len", strconv.Itoa(*seqLen), "-runner", *beamRunner)
+		fmt.Println()
+		show("mix local ("+tk(*beamTokens)+" tokens)", lb)
+		show("mix beam "+*beamRunner, bb)
+		fmt.Printf("ratio beam/local throughput: %.3f, peak RSS beam/local: %.2f\n",
+			(float64(bb.Tokens)/bb.Seconds)/(float64(lb.Tokens)/lb.Seconds), float64(bb.PeakRSS)/float64(lb.PeakRSS))
+	}
+}
+
+// peakRSS reads this process's high-water resident set (Linux VmHWM).
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			f := strings.Fields(line)
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+type benchSource struct {
+	name      string
+	share     float64 // of the cache tokens
+	mean      int     // mean document length
+	files     int
+	minTokens int
+}
+
+// realistic: books ~100k tokens per document, web ~1k.
+var realistic = []benchSource{
+	{"books", 0.3, 100_000, 4, 20_000},
+	{"code", 0.1, 10_000, 2, 8_192},
+	{"web", 0.4, 1_000, 8, 50},
+	{"math", 0.2, 1_400, 4, 50},
+}
+
+// demoLike: the demo corpus's shape at small scale.
+var demoLike = []benchSource{
+	{"books", 0.3, 6_000, 2, 2_000},
+	{"code", 0.1, 1_500, 1, 800},
+	{"web", 0.4, 300, 2, 20},
+	{"math", 0.2, 250, 1, 20},
+}
+
+func child(phase, dir string, tokens int64, workers, seqLen int, runner string) error {
+	ctx := context.Background()
+	prep := filepath.Join(dir, "caches", "manifest.json")
+	start := time.Now()
+	r := result{Phase: phase}
+	switch phase {
+	case "gen":
+		n, err := generate(ctx, dir, realistic, tokens)
+		if err != nil {
+			return err
+		}
+		r.Tokens = n
+	case "gen-demo":
+		n, err := generate(ctx, dir, demoLike, 400_000)
+		if err != nil {
+			return err
+		}
+		r.Tokens = n
+	case "read":
+		pm, err := shards.ReadPrepareManifest(ctx, prep)
+		if err != nil {
+			return err
+		}
+		var refs []string
+		for _, s := range pm.Sources {
+			for _, c := range s.Caches {
+				refs = append(refs, shards.CachePath(prep, c))
+			}
+		}
+		counts := make([]int64, len(refs))
+		errs := make([]error, len(refs))
+		sem := make(chan struct{}, workers)
+		done := make(chan struct{})
+		for i, p := range refs {
+			go func() {
+				sem <- struct{}{}
+				defer func() { <-sem; done <- struct{}{} }()
+				c, err := shards.OpenCache(ctx, p)
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				defer c.Close()
+				errs[i] = c.ForEach(func(_ int, e shards.CacheEntry, toks []uint32) error {
+					counts[i] += int64(len(toks))
+					return nil
+				})
+			}()
+		}
+		for range refs {
+			<-done
+		}
+		for i := range refs {
+			if errs[i] != nil {
+				return errs[i]
+			}
+			r.Tokens += counts[i]
+		}
+	case "mix":
+		spec := mixture.Spec{Name: "bench", TotalTokens: tokens * 95 / 100, SeqLen: seqLen, Seed: 1, Upsample: mixture.UpsampleRepeat, MaxRepeats: 4}
+		for _, s := range realistic {
+			spec.Sources = append(spec.Sources, mixture.Source{Name: s.name, Weight: s.share})
+		}
+		out := filepath.Join(dir, "out-"+runner)
+		os.RemoveAll(out)
+		opt := pipelines.MixOptions{Spec: spec, Prepare: prep, Output: out, Workers: workers, Runner: runner, Quiet: true}
+		if seqLen <= 1024 {
+			opt.GroupTokens, opt.ChunkTokens = 1<<18, 8192
+		}
+		res, err := pipelines.Mix(ctx, opt)
+		if err != nil {
+			return err
+		}
+		m := res.Manifest
+		r.Tokens, r.Fill, r.Seqs, r.Split = m.Packing.Real, m.Packing.Fill(), m.Packing.Sequences, m.SplitDocs
+		for _, s := range m.Shards {
+			r.ShardsMB += float64(s.Bytes) / 1e6
+		}
+	default:
+		return fmt.Errorf("unknown phase %q", phase)
+	}
+	r.Seconds = time.Since(start).Seconds()
+	r.PeakRSS = peakRSS()
+	b, _ := json.Marshal(r)
+	fmt.Println(string(b))
+	return nil
+}
+
+// generate writes token caches whose document lengths follow srcs (lengths
+// exponential around the mean, at least minTokens) and a prepare manifest.
+// Token ids are Zipf-like over a 49,152 vocabulary so they compress like
+// text tokens.
+func generate(ctx context.Context, dir string, srcs []benchSource, tokens int64) (int64, error) {
+	os.RemoveAll(dir)
+	root := filepath.Join(dir, "caches")
+	pm := &shards.PrepareManifest{Version: 1, TokenizerHash: "bench"}
+	r := rand.New(rand.NewPCG(1, 2))
+	zipf := rand.NewZipf(r, 1.1, 1, 49151)
+	var total int64
+	for _, s := range srcs {
+		budget := int64(float64(tokens) * s.share)
+		ps := shards.PreparedSource{Name: s.name}
+		per := budget / int64(s.files)
+		for f := 0; f < s.files; f++ {
+			rel := fmt.Sprintf("%s/%s-%03d.tokcache", s.name, s.name, f)
+			cw, err := shards.CreateCache(ctx, filepath.Join(root, rel), shards.CacheHeader{Source: s.name, Input: rel})
+			if err != nil {
+				return 0, err
+			}
+			ref := shards.CacheRef{Path: rel}
+			var buf []uint32
+			for d := 0; ref.Tokens < per; d++ {
+				n := s.minTokens + int(r.ExpFloat64()*float64(s.mean-s.minTokens))
+				buf = buf[:0]
+				for range n {
+					buf = append(buf, uint32(zipf.Uint64()))
+				}
+				if err := cw.Add(fmt.Sprintf("%s-%d-%d", s.name, f, d), buf); err != nil {
+					return 0, err
+				}
+				ref.Docs++
+				ref.Tokens += int64(n)
+			}
+			sum, err := cw.Close()
+			if err != nil {
+				return 0, err
+			}
+			ref.SHA256 = sum.SHA256
+			ps.Caches = append(ps.Caches, ref)
+			ps.Docs += ref.Docs
+			ps.Tokens += ref.Tokens
+			total += ref.Tokens
+		}
+		pm.Sources = append(pm.Sources, ps)
+	}
+	return total, shards.WritePrepareManifest(ctx, filepath.Join(root, "manifest.json"), pm)
+}
