@@ -44,7 +44,7 @@ func GenerateDemo(ctx context.Context, dir string, seed uint64) ([]DemoFile, err
 	var b bytes.Buffer
 	if err := WriteGzipMembers(&b,
 		[][]byte{book(0, 14000), book(1, 26000)},
-		[][]byte{book(2, 9000), []byte(`{"id": "gutenberg-broken", "text": "The chapter begins`),
+		[][]byte{book(2, 9000), JSONLine([]byte(`{"id": "gutenberg-broken", "text": "The chapter begins`)),
 			JSONLine(map[string]any{"id": "gutenberg-notext", "title": "No text here"}),
 			JSONLine(map[string]any{"id": "gutenberg-number", "text": 1887}), book(3, 60000)}); err != nil {
 		return nil, err
