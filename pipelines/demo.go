@@ -63,7 +63,7 @@ func GenerateDemo(ctx context.Context, dir string, seed uint64) ([]DemoFile, err
 	// The Stack: code files above and below 8k tokens, one null content.
 	for part, lang := range []string{"go", "python"} {
 		var rows []StackRow
-		for i, lines := range []int{3000, 120, 1800, 60, 4200, 300, 2500} {
+		for i, lines := range []int{1400, 120, 900, 60, 2000, 300, 1100} {
 			code := g.code(lang, lines)
 			name := fmt.Sprintf("%s-%d", lang, i)
 			ext := map[string]string{"go": "go", "python": "py"}[lang]

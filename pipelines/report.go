@@ -26,7 +26,7 @@ func Report(m *shards.PrepareManifest, files []FileResult) string {
 	}
 	sort.Strings(rs)
 
-	b.WriteString("## Sources\n\n| source | format | files | read | written | dropped | check | tokens | tokens/doc | invalid UTF-8 bytes |")
+	b.WriteString("## Sources\n\n| source | format | files | read | written | dropped | check | tokens | tokens/doc | invalid UTF-8 seqs |")
 	for _, r := range rs {
 		fmt.Fprintf(&b, " %s |", r)
 	}

@@ -97,14 +97,14 @@ func BucketLabel(i int) string {
 // file, or of a whole source. Read = Written + sum(Drops) always holds.
 type PrepareStats struct {
 	Files         int64            `json:"files"`
-	Read          int64            `json:"read"`               // records seen: documents and malformed ones
-	Written       int64            `json:"written"`            // documents written to token caches
-	Tokens        int64            `json:"tokens"`             // tokens written, EOS included
-	TextBytes     int64            `json:"text_bytes"`         // UTF-8 bytes of the written documents
-	InvalidUTF8   int64            `json:"invalid_utf8_bytes"` // bytes replaced by U+FFFD before tokenizing
-	Drops         map[string]int64 `json:"drops,omitempty"`    // dropped records by reason
-	DroppedTokens int64            `json:"dropped_tokens"`     // tokens of documents dropped by length filters
-	Lengths       LengthHistogram  `json:"lengths"`            // written documents by length
+	Read          int64            `json:"read"`            // records seen: documents and malformed ones
+	Written       int64            `json:"written"`         // documents written to token caches
+	Tokens        int64            `json:"tokens"`          // tokens written, EOS included
+	TextBytes     int64            `json:"text_bytes"`      // UTF-8 bytes of the written documents
+	InvalidUTF8   int64            `json:"invalid_utf8"`    // ill-formed UTF-8 sequences replaced by U+FFFD
+	Drops         map[string]int64 `json:"drops,omitempty"` // dropped records by reason
+	DroppedTokens int64            `json:"dropped_tokens"`  // tokens of documents dropped by length filters
+	Lengths       LengthHistogram  `json:"lengths"`         // written documents by length
 }
 
 // Drop counts n records dropped for reason.
