@@ -36,10 +36,12 @@ func init() {
 	}
 	// JSON coders: these types hold maps and fixed arrays, and JSON keeps
 	// them readable in runner UIs. Encoding is deterministic.
-	beam.RegisterCoder(reflect.TypeOf(FileTask{}), encodeJSON[FileTask], decodeJSON[FileTask])
-	beam.RegisterCoder(reflect.TypeOf(FileResult{}), encodeJSON[FileResult], decodeJSON[FileResult])
-	beam.RegisterCoder(reflect.TypeOf(shards.PrepareStats{}), encodeJSON[shards.PrepareStats], decodeJSON[shards.PrepareStats])
-	beam.RegisterCoder(reflect.TypeOf(fileList{}), encodeJSON[fileList], decodeJSON[fileList])
+	// Coder functions are looked up by name on workers, so each type has its
+	// own non-generic pair (instantiations of a generic share one name).
+	beam.RegisterCoder(reflect.TypeOf(FileTask{}), encodeTask, decodeTask)
+	beam.RegisterCoder(reflect.TypeOf(FileResult{}), encodeResult, decodeResult)
+	beam.RegisterCoder(reflect.TypeOf(shards.PrepareStats{}), encodeStats, decodeStats)
+	beam.RegisterCoder(reflect.TypeOf(fileList{}), encodeFileList, decodeFileList)
 
 	register.DoFn3x1[context.Context, FileTask, func(FileResult), error](&prepareFileFn{})
 	register.Emitter1[FileResult]()
@@ -50,12 +52,14 @@ func init() {
 	register.Iter2[string, shards.PrepareStats]()
 }
 
-func encodeJSON[T any](v T) ([]byte, error) { return json.Marshal(v) }
-func decodeJSON[T any](b []byte) (T, error) {
-	var v T
-	err := json.Unmarshal(b, &v)
-	return v, err
-}
+func encodeTask(v FileTask) ([]byte, error)                   { return json.Marshal(v) }
+func encodeResult(v FileResult) ([]byte, error)               { return json.Marshal(v) }
+func encodeStats(v shards.PrepareStats) ([]byte, error)       { return json.Marshal(v) }
+func encodeFileList(v fileList) ([]byte, error)               { return json.Marshal(v) }
+func decodeTask(b []byte) (v FileTask, err error)             { err = json.Unmarshal(b, &v); return }
+func decodeResult(b []byte) (v FileResult, err error)         { err = json.Unmarshal(b, &v); return }
+func decodeStats(b []byte) (v shards.PrepareStats, err error) { err = json.Unmarshal(b, &v); return }
+func decodeFileList(b []byte) (v fileList, err error)         { err = json.Unmarshal(b, &v); return }
 
 // localBar is the progress bar of an in-process run (direct, prism, or a
 // loopback worker): DoFns running in this process add to it. Remote workers
