@@ -24,7 +24,7 @@ func ReadParquet(r io.ReaderAt, size int64, f Format, file, source string, emit 
 	}
 	pf, err := parquet.OpenFile(r, size, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
 	if err != nil {
-		return fmt.Errorf("%s: open parquet: %w", file, err)
+		return &UnreadableError{Input: file, Err: fmt.Errorf("open parquet: %w", err)}
 	}
 	schema := pf.Schema()
 	fileFault := func(reason, detail string) error {
