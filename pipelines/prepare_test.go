@@ -56,15 +56,18 @@ func runPrepare(t *testing.T, cfg PrepareConfig, runner string) *PreparePlan {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if runner == "" {
-		err = ptest.Run(plan.Pipeline)
-	} else {
-		_, err = beam.Run(context.Background(), runner, plan.Pipeline)
-	}
-	if err != nil {
+	if _, err = runWith(plan, runner); err != nil {
 		t.Fatalf("run prepare (%s): %v", runner, err)
 	}
 	return plan
+}
+
+// runWith runs plan on the named runner ("" = the test default).
+func runWith(plan *PreparePlan, runner string) (beam.PipelineResult, error) {
+	if runner == "" {
+		return nil, ptest.Run(plan.Pipeline)
+	}
+	return beam.Run(context.Background(), runner, plan.Pipeline)
 }
 
 func readManifest(t *testing.T, out string) *shards.PrepareManifest {
