@@ -19,14 +19,27 @@ type PrepareManifest struct {
 	TokenizerHash string           `json:"tokenizer_hash"`
 	ConfigHash    string           `json:"config_hash"`
 	Sources       []PreparedSource `json:"sources"` // sorted by Name
+	// DeadLetters is the JSONL file of every dropped record (relative to the
+	// manifest's directory); Report the Markdown summary.
+	DeadLetters string `json:"dead_letters,omitempty"`
+	Report      string `json:"report,omitempty"`
 }
 
 // PreparedSource is one mixture source's token caches.
 type PreparedSource struct {
-	Name   string     `json:"name"`
-	Docs   int64      `json:"docs"`   // documents written to caches
-	Tokens int64      `json:"tokens"` // tokens written to caches
-	Caches []CacheRef `json:"caches"` // sorted by Path
+	Name       string       `json:"name"`
+	Format     string       `json:"format,omitempty"` // reader used (dolma, stack, ...)
+	Docs       int64        `json:"docs"`             // documents written to caches
+	Tokens     int64        `json:"tokens"`           // tokens written to caches
+	Stats      PrepareStats `json:"stats"`            // sum over Caches
+	Caches     []CacheRef   `json:"caches"`           // sorted by Path
+	Unreadable []Unreadable `json:"unreadable,omitempty"`
+}
+
+// Unreadable is an input file skipped with --skip-unreadable.
+type Unreadable struct {
+	Input InputRef `json:"input"`
+	Error string   `json:"error"`
 }
 
 // CacheRef is one token cache and the input file it was made from.
@@ -36,6 +49,118 @@ type CacheRef struct {
 	Docs   int64    `json:"docs"`
 	Tokens int64    `json:"tokens"`
 	SHA256 string   `json:"sha256"`
+	// Stats accounts for every record of the input file; DeadLetters is the
+	// file's dropped records (relative path, "" when none were dropped).
+	Stats       PrepareStats `json:"stats"`
+	DeadLetters string       `json:"dead_letters,omitempty"`
+}
+
+// LengthEdges are the exclusive upper bounds, in tokens, of the document
+// length histogram buckets; the last bucket is open-ended.
+var LengthEdges = [...]int64{512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072}
+
+// LengthHistogram counts documents and their tokens by length bucket
+// (bucket i holds lengths < LengthEdges[i]; the last holds the rest).
+type LengthHistogram struct {
+	Docs   [len(LengthEdges) + 1]int64 `json:"docs"`
+	Tokens [len(LengthEdges) + 1]int64 `json:"tokens"`
+}
+
+// Observe adds one document of n tokens.
+func (h *LengthHistogram) Observe(n int) {
+	i := 0
+	for i < len(LengthEdges) && int64(n) >= LengthEdges[i] {
+		i++
+	}
+	h.Docs[i]++
+	h.Tokens[i] += int64(n)
+}
+
+// BucketLabel names bucket i, e.g. "2k-4k" or ">=128k".
+func BucketLabel(i int) string {
+	k := func(v int64) string {
+		if v%1024 == 0 {
+			return fmt.Sprintf("%dk", v/1024)
+		}
+		return fmt.Sprint(v)
+	}
+	switch {
+	case i == 0:
+		return "<" + k(LengthEdges[0])
+	case i == len(LengthEdges):
+		return ">=" + k(LengthEdges[i-1])
+	}
+	return k(LengthEdges[i-1]) + "-" + k(LengthEdges[i])
+}
+
+// PrepareStats accounts for what prepare did with the records of one input
+// file, or of a whole source. Read = Written + sum(Drops) always holds.
+type PrepareStats struct {
+	Files         int64            `json:"files"`
+	Read          int64            `json:"read"`            // records seen: documents and malformed ones
+	Written       int64            `json:"written"`         // documents written to token caches
+	Tokens        int64            `json:"tokens"`          // tokens written, EOS included
+	TextBytes     int64            `json:"text_bytes"`      // UTF-8 bytes of the written documents
+	InvalidUTF8   int64            `json:"invalid_utf8"`    // ill-formed UTF-8 sequences replaced by U+FFFD
+	Drops         map[string]int64 `json:"drops,omitempty"` // dropped records by reason
+	DroppedTokens int64            `json:"dropped_tokens"`  // tokens of documents dropped by length filters
+	Lengths       LengthHistogram  `json:"lengths"`         // written documents by length
+}
+
+// Drop counts n records dropped for reason.
+func (s *PrepareStats) Drop(reason string, n int64) {
+	if s.Drops == nil {
+		s.Drops = map[string]int64{}
+	}
+	s.Drops[reason] += n
+	s.Read += n
+}
+
+// Dropped is the sum of Drops.
+func (s PrepareStats) Dropped() int64 {
+	var n int64
+	for _, v := range s.Drops {
+		n += v
+	}
+	return n
+}
+
+// Merge adds o into s (statistics are sums, so merging is order-free).
+func (s *PrepareStats) Merge(o PrepareStats) {
+	s.Files += o.Files
+	s.Read += o.Read
+	s.Written += o.Written
+	s.Tokens += o.Tokens
+	s.TextBytes += o.TextBytes
+	s.InvalidUTF8 += o.InvalidUTF8
+	s.DroppedTokens += o.DroppedTokens
+	for r, n := range o.Drops {
+		if s.Drops == nil {
+			s.Drops = map[string]int64{}
+		}
+		s.Drops[r] += n
+	}
+	for i := range s.Lengths.Docs {
+		s.Lengths.Docs[i] += o.Lengths.Docs[i]
+		s.Lengths.Tokens[i] += o.Lengths.Tokens[i]
+	}
+}
+
+// Check verifies the accounting identities: read = written + dropped, and
+// the histogram covers exactly the written documents and tokens.
+func (s PrepareStats) Check() error {
+	if d := s.Dropped(); s.Read != s.Written+d {
+		return fmt.Errorf("read %d != written %d + dropped %d", s.Read, s.Written, d)
+	}
+	var docs, toks int64
+	for i := range s.Lengths.Docs {
+		docs += s.Lengths.Docs[i]
+		toks += s.Lengths.Tokens[i]
+	}
+	if docs != s.Written || toks != s.Tokens {
+		return fmt.Errorf("length histogram has %d docs / %d tokens, want %d / %d", docs, toks, s.Written, s.Tokens)
+	}
+	return nil
 }
 
 // InputRef identifies an input file's content.

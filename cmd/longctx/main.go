@@ -45,8 +45,16 @@ func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(forma
 // errHelp is returned when the user asked for help; main exits 0.
 var errHelp = flag.ErrHelp
 
+// beamWorker, set by prepare.go, runs the Beam worker harness when a runner
+// starts this binary as a pipeline worker (flag --worker, no subcommand; on
+// Dataflow, Flink and Docker environments) and never returns then.
+var beamWorker func(args []string)
+
 func main() {
 	setupLogging()
+	if beamWorker != nil {
+		beamWorker(os.Args[1:])
+	}
 	os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	// Runners and the gs filesystem register themselves; --runner picks one.
+	_ "github.com/apache/beam/sdks/v2/go/pkg/beam/io/filesystem/gcs"
+	_ "github.com/apache/beam/sdks/v2/go/pkg/beam/io/filesystem/local"
+	_ "github.com/apache/beam/sdks/v2/go/pkg/beam/runners/dataflow"
+	_ "github.com/apache/beam/sdks/v2/go/pkg/beam/runners/direct"
+	_ "github.com/apache/beam/sdks/v2/go/pkg/beam/runners/flink"
+	_ "github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
+	_ "github.com/apache/beam/sdks/v2/go/pkg/beam/runners/spark"
+	_ "github.com/apache/beam/sdks/v2/go/pkg/beam/runners/universal"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/x/beamx"
+
+	"longctx/config"
+	"longctx/pipelines"
+)
+
+// defaultRunner is the local runner when --runner is not given: direct.
+// Measured on the demo corpus and in benchmarks/prepare (see README): with
+// one element per input file, direct and prism do the same work, but prism
+// adds its job-service start-up and ~1 GB of resident memory; direct is
+// deprecated upstream in favour of prism, so `--runner=prism` stays one flag
+// away and is tested.
+const defaultRunner = "direct"
+
+func init() {
+	register(&command{name: "prepare", summary: "tokenize sources into token caches + statistics (Beam pipeline)", run: runPrepare})
+	beamWorker = func(args []string) {
+		for _, a := range args {
+			if a == "--worker" || a == "-worker" || strings.HasPrefix(a, "--worker=") || strings.HasPrefix(a, "-worker=") {
+				flag.CommandLine.Parse(args)
+				beam.Init() // runs the harness and exits
+				os.Exit(0)
+			}
+		}
+	}
+}
+
+func runPrepare(args []string) error {
+	cfg := pipelines.DefaultPrepareConfig()
+	if p := config.ConfigPath(args); p != "" {
+		if err := config.Load(p, &cfg); err != nil {
+			return err
+		}
+	}
+	fs := newFlags("prepare", "prepare --config FILE [flags] [Beam flags: --runner, --endpoint, --project, ...]")
+	fs.String("config", "", "YAML config file (sources, tokenizer, output)")
+	config.BindFlags(fs, "", &cfg)
+	fs.BoolVar(&cfg.SkipUnreadable, "skip-unreadable", cfg.SkipUnreadable, "same as -skip_unreadable")
+	// Beam keeps its options (--runner, --endpoint, --environment_type,
+	// --project, --region, --staging_location, --worker_binary, --dry_run,
+	// ...) on flag.CommandLine; share them so one command line sets both.
+	flag.CommandLine.VisitAll(func(f *flag.Flag) {
+		if fs.Lookup(f.Name) == nil {
+			fs.Var(f.Value, f.Name, f.Usage)
+		}
+	})
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	if r := flag.Lookup("runner"); r != nil && !flagSet(fs, "runner") {
+		r.Value.Set(defaultRunner)
+	}
+	beam.Init()
+
+	ctx := context.Background()
+	plan, err := pipelines.PlanPrepare(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	runner := flag.Lookup("runner").Value.String()
+	fmt.Fprintf(os.Stderr, "prepare: %d input files (%.1f MB) in %d sources, runner %s, output %s\n",
+		len(plan.Tasks), float64(plan.InputBytes)/1e6, len(cfg.Sources), runner, cfg.Output)
+	start := time.Now()
+	stop := plan.StartProgress()
+	_, err = beamx.RunWithMetrics(ctx, plan.Pipeline)
+	stop()
+	if err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	if dry := flag.Lookup("dry_run"); dry != nil && dry.Value.String() == "true" {
+		fmt.Fprintln(os.Stderr, "prepare: dry run, nothing written")
+		return nil
+	}
+	m, err := pipelines.ReadManifest(ctx, cfg.Output)
+	if err != nil {
+		return fmt.Errorf("pipeline finished but its manifest is missing: %w", err)
+	}
+	el := time.Since(start)
+	fmt.Printf("prepare: done in %s: %.1f MB in, %.2f MB/s\n", el.Round(time.Millisecond), float64(plan.InputBytes)/1e6,
+		float64(plan.InputBytes)/1e6/el.Seconds())
+	for _, s := range m.Sources {
+		fmt.Printf("  %-12s files %4d  read %8d  written %8d  dropped %6d  tokens %12d\n", s.Name, s.Stats.Files,
+			s.Stats.Read, s.Stats.Written, s.Stats.Dropped(), s.Stats.Tokens)
+	}
+	fmt.Printf("manifest %s, report %s, dead letters %s (under %s)\n", "manifest.json", m.Report, m.DeadLetters, cfg.Output)
+	return nil
+}
+
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}

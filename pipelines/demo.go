@@ -1,0 +1,351 @@
+package pipelines
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+
+	"longctx/storage"
+)
+
+// DemoFile is one file of the generated sample corpus.
+type DemoFile struct {
+	Path      string `json:"path"` // relative to the corpus root
+	Format    string `json:"format"`
+	Records   int    `json:"records"`   // records written (good + malformed)
+	Malformed int    `json:"malformed"` // of which deliberately malformed
+	Bytes     int    `json:"bytes"`
+}
+
+// GenerateDemo writes a small sample corpus under dir in the five real
+// layouts (paths mirror the real dumps), from synthesised text: long books,
+// code above and below 8k tokens, educational web prose, web pages, and
+// GSM8k-style math word problems with worked answers, plus a few
+// deliberately malformed records. The output depends only on seed.
+func GenerateDemo(ctx context.Context, dir string, seed uint64) ([]DemoFile, error) {
+	g := &demoGen{r: rand.New(rand.NewPCG(seed, 0x6c6f6e67637478))}
+	var out []DemoFile
+	put := func(rel, format string, data []byte, records, malformed int) error {
+		if err := storage.WriteFile(ctx, storage.Join(dir, rel), data); err != nil {
+			return err
+		}
+		out = append(out, DemoFile{Path: rel, Format: format, Records: records, Malformed: malformed, Bytes: len(data)})
+		return nil
+	}
+
+	// Dolma books: multi-member gzip JSON Lines; every book is long.
+	book := func(i, words int) []byte {
+		return JSONLine(map[string]any{"id": fmt.Sprintf("gutenberg-%05d", 1000+i), "text": g.book(words),
+			"source": "gutenberg", "added": "2023-03-01T00:00:00.000Z", "created": "1890-01-01T00:00:00.000Z",
+			"metadata": map[string]any{"title": g.title(), "language": "en"}})
+	}
+	var b bytes.Buffer
+	if err := WriteGzipMembers(&b,
+		[][]byte{book(0, 14000), book(1, 26000)},
+		[][]byte{book(2, 9000), JSONLine([]byte(`{"id": "gutenberg-broken", "text": "The chapter begins`)),
+			JSONLine(map[string]any{"id": "gutenberg-notext", "title": "No text here"}),
+			JSONLine(map[string]any{"id": "gutenberg-number", "text": 1887}), book(3, 60000)}); err != nil {
+		return nil, err
+	}
+	if err := put("dolma/books/books-0000.json.gz", "dolma", b.Bytes(), 7, 3); err != nil {
+		return nil, err
+	}
+	b.Reset()
+	if err := WriteGzipMembers(&b, [][]byte{book(4, 18000), JSONLine(map[string]any{"id": "gutenberg-empty", "text": ""}), book(5, 11000)}); err != nil {
+		return nil, err
+	}
+	if err := put("dolma/books/books-0001.json.gz", "dolma", b.Bytes(), 3, 1); err != nil {
+		return nil, err
+	}
+
+	// The Stack: code files above and below 8k tokens, one null content.
+	for part, lang := range []string{"go", "python"} {
+		var rows []StackRow
+		for i, lines := range []int{1400, 120, 900, 60, 2000, 300, 1100} {
+			code := g.code(lang, lines)
+			name := fmt.Sprintf("%s-%d", lang, i)
+			ext := map[string]string{"go": "go", "python": "py"}[lang]
+			rows = append(rows, StackRow{Hexsha: ptrTo(derivedID("demo", name)[:40/2] + derivedID(name)[:20]),
+				Size: ptrTo(int64(len(code))), Ext: ptrTo(ext), Lang: ptrTo(map[string]string{"go": "Go", "python": "Python"}[lang]),
+				MaxStarsRepoPath: ptrTo(fmt.Sprintf("pkg/mod%d/file%d.%s", i%3, i, ext)), MaxStarsRepoName: ptrTo("demo/" + lang + "-project"),
+				MaxStarsRepoHeadHexsha: ptrTo(derivedID("head", lang)[:40/2]), MaxStarsRepoLicenses: []string{"MIT"},
+				MaxStarsCount: ptrTo(int64(10 * i)), Content: &code,
+				AvgLineLength: ptrTo(float64(len(code)) / float64(lines)), MaxLineLength: ptrTo(int64(100)), AlphanumFraction: ptrTo(0.7)})
+		}
+		rows = append(rows, StackRow{Hexsha: ptrTo(derivedID("null", lang)[:20]), Lang: ptrTo(lang)}) // content null
+		b.Reset()
+		if err := WriteParquet(&b, rows, 3); err != nil {
+			return nil, err
+		}
+		if err := put(fmt.Sprintf("the-stack-dedup/data/%s/data-%05d-of-00002.parquet", lang, part), "stack", b.Bytes(), len(rows), 1); err != nil {
+			return nil, err
+		}
+	}
+
+	// FineWeb-Edu: educational prose; one null text, one empty, one with
+	// invalid UTF-8 bytes (sanitised, not dropped).
+	for part := 0; part < 2; part++ {
+		var rows []FineWebEduRow
+		for i := 0; i < 40; i++ {
+			text := g.edu(250 + g.r.IntN(900))
+			if part == 1 && i == 5 {
+				text += " Caf\xe9 au lait \xff\xfe costs more."
+			}
+			id := fmt.Sprintf("<urn:uuid:%s>", derivedID("fwe", fmt.Sprint(part, i)))
+			rows = append(rows, FineWebEduRow{Text: ptrTo(text), ID: &id, Dump: ptrTo("CC-MAIN-2024-10"),
+				URL: ptrTo(fmt.Sprintf("https://learn.example.org/%d/%d", part, i)), Date: nil,
+				FilePath: ptrTo("s3://commoncrawl/crawl-data/CC-MAIN-2024-10/segments/x.warc.gz"), Language: ptrTo("en"),
+				LanguageScore: ptrTo(0.97), TokenCount: ptrTo(int64(len(text) / 4)), Score: ptrTo(3.1), IntScore: ptrTo(int64(3))})
+		}
+		mal := 0
+		if part == 0 {
+			rows = append(rows, FineWebEduRow{ID: ptrTo("<urn:uuid:null-text>")}, FineWebEduRow{ID: ptrTo("<urn:uuid:empty>"), Text: ptrTo(" ")})
+			mal = 2
+		}
+		b.Reset()
+		if err := WriteParquet(&b, rows, 16); err != nil {
+			return nil, err
+		}
+		if err := put(fmt.Sprintf("fineweb-edu/sample/10BT/%03d_00000.parquet", part), "fineweb-edu", b.Bytes(), len(rows), mal); err != nil {
+			return nil, err
+		}
+	}
+
+	// DCLM: zstd JSON Lines, several frames; ids from WARC-Record-ID; the
+	// second shard is truncated mid-frame.
+	dclm := func(i int) []byte {
+		return JSONLine(map[string]any{"text": g.web(200 + g.r.IntN(1200)), "url": fmt.Sprintf("https://www.example.com/post/%d", i),
+			"warcinfo": "isPartOf: CC-MAIN-2023-06", "bff_contained_ngram_count_before_dedupe": 0, "previous_word_count": 300,
+			"language_id_whole_page_fasttext":                                 map[string]any{"en": 0.98},
+			"fasttext_openhermes_reddit_eli5_vs_rw_v2_bigram_200k_train_prob": 0.2,
+			"metadata": map[string]any{"WARC-Type": "response", "WARC-Date": "2023-01-27T10:00:00Z",
+				"WARC-Record-ID": fmt.Sprintf("<urn:uuid:%s>", derivedID("dclm", fmt.Sprint(i))), "WARC-Target-URI": fmt.Sprintf("https://www.example.com/post/%d", i)}})
+	}
+	for shard := 0; shard < 2; shard++ {
+		var frames [][][]byte
+		n := 0
+		for f := 0; f < 3; f++ {
+			var lines [][]byte
+			for i := 0; i < 15; i++ {
+				lines = append(lines, dclm(shard*100+f*20+i))
+				n++
+			}
+			frames = append(frames, lines)
+		}
+		b.Reset()
+		if err := WriteZstdFrames(&b, frames...); err != nil {
+			return nil, err
+		}
+		data, mal := b.Bytes(), 0
+		if shard == 1 {
+			data, mal = data[:len(data)-200], 1 // truncated: the tail of the last frame is lost
+		}
+		if err := put(fmt.Sprintf("dclm-baseline-1.0/global-shard_01_of_10/local-shard_0_of_10/shard_%08d_processed.jsonl.zstd", shard), "dclm", data, n, mal); err != nil {
+			return nil, err
+		}
+	}
+
+	// FineMath: GSM8k-style word problems with worked answers.
+	for part := 0; part < 2; part++ {
+		var rows []FineMathRow
+		for i := 0; i < 60; i++ {
+			text := g.mathPage(1 + g.r.IntN(4))
+			url := fmt.Sprintf("https://math.example.net/problems/%d/%d", part, i)
+			rows = append(rows, FineMathRow{URL: &url, FetchTime: ptrTo(int64(1700000000 + i)), ContentMimeType: ptrTo("text/html"),
+				WarcFilename:     ptrTo(fmt.Sprintf("crawl-data/CC-MAIN-2023-50/segments/%d.warc.gz", part)),
+				WarcRecordOffset: ptrTo(int32(i * 4096)), WarcRecordLength: ptrTo(int32(4000)), Text: &text,
+				TokenCount: ptrTo(int32(len(text) / 4)), CharCount: ptrTo(int32(len(text))),
+				Metadata: ptrTo(`{"warc_headers":{"warc-type":"response"},"extraction_info":{"found_math":true}}`),
+				Score:    ptrTo(4.2), IntScore: ptrTo(int64(4)), Crawl: ptrTo("CC-MAIN-2023-50"), SnapshotType: ptrTo("latest"),
+				Language: ptrTo("en"), LanguageScore: ptrTo(0.95)})
+		}
+		b.Reset()
+		if err := WriteParquet(&b, rows, 25); err != nil {
+			return nil, err
+		}
+		if err := put(fmt.Sprintf("finemath/finemath-4plus/train-%05d-of-00003.parquet", part), "finemath", b.Bytes(), len(rows), 0); err != nil {
+			return nil, err
+		}
+	}
+	// A FineMath file written with a wrong schema: no text column.
+	b.Reset()
+	type noText struct {
+		URL     string `parquet:"url"`
+		Content string `parquet:"content"`
+	}
+	if err := WriteParquet(&b, []noText{{"https://m/x", "1+1"}, {"https://m/y", "2+2"}, {"https://m/z", "3+3"}}, 10); err != nil {
+		return nil, err
+	}
+	if err := put("finemath/finemath-4plus/train-00002-of-00003.parquet", "finemath", b.Bytes(), 3, 3); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// demoGen synthesises text from a seeded generator.
+type demoGen struct{ r *rand.Rand }
+
+var (
+	demoNouns = strings.Fields(`river house garden letter window captain village mountain child stranger road lamp
+		harbour forest morning evening winter summer ship doctor teacher friend mother father brother sister
+		king queen soldier farmer merchant bridge tower field kitchen library painting journey promise secret
+		storm candle horse carriage station island valley market church castle clock mirror door`)
+	demoVerbs = strings.Fields(`walked watched remembered carried opened followed answered found crossed left
+		heard kept believed wrote read turned waited called noticed gathered returned closed began finished`)
+	demoAdjs = strings.Fields(`old quiet bright narrow distant heavy gentle cold warm strange silent golden dark
+		small great young tired careful proud simple broken hidden early late`)
+	demoNames = strings.Fields(`Natalia Weng Betty Julie James Albert Mark Tina Ken Alexis Carla Brandon Maria
+		Samuel Priya Omar Lena Hugo Ines Tomas`)
+	demoItems  = strings.Fields(`apple notebook pencil ticket cupcake marble sticker book shirt plant`)
+	demoTopics = strings.Fields(`photosynthesis volcanoes fractions electricity ecosystems the_water_cycle
+		magnetism the_roman_empire cell_division probability climate plate_tectonics`)
+)
+
+func (g *demoGen) pick(list []string) string { return list[g.r.IntN(len(list))] }
+
+func (g *demoGen) title() string {
+	return "The " + strings.Title(g.pick(demoAdjs)) + " " + strings.Title(g.pick(demoNouns)) //nolint:staticcheck // ASCII words
+}
+
+func (g *demoGen) sentence() string {
+	var s strings.Builder
+	s.WriteString("The " + g.pick(demoAdjs) + " " + g.pick(demoNouns) + " " + g.pick(demoVerbs))
+	for n := 3 + g.r.IntN(10); n > 0; n-- {
+		switch g.r.IntN(4) {
+		case 0:
+			s.WriteString(" the " + g.pick(demoNouns))
+		case 1:
+			s.WriteString(" " + g.pick(demoAdjs))
+		case 2:
+			s.WriteString(" and " + g.pick(demoVerbs))
+		default:
+			s.WriteString(" by the " + g.pick(demoNouns))
+		}
+	}
+	return s.String() + "."
+}
+
+// book writes about `words` words in chapters and paragraphs, with dialogue.
+func (g *demoGen) book(words int) string {
+	var s strings.Builder
+	s.WriteString(strings.ToUpper(g.title()) + "\n\n")
+	chapter, n := 1, 0
+	for n < words {
+		if n == 0 || g.r.IntN(40) == 0 {
+			fmt.Fprintf(&s, "CHAPTER %d\n\n", chapter)
+			chapter++
+		}
+		for k := 2 + g.r.IntN(5); k > 0; k-- {
+			st := g.sentence()
+			if g.r.IntN(5) == 0 {
+				st = fmt.Sprintf("\u201c%s\u201d said %s.", st, g.pick(demoNames))
+			}
+			s.WriteString(st + " ")
+			n += strings.Count(st, " ") + 1
+		}
+		s.WriteString("\n\n")
+	}
+	return s.String()
+}
+
+func (g *demoGen) code(lang string, lines int) string {
+	var s strings.Builder
+	n := 0
+	if lang == "go" {
+		s.WriteString("// Package demo is synthesised sample code.\npackage demo\n\nimport (\n\t\"fmt\"\n\t\"strings\"\n)\n\n")
+		for n < lines {
+			f := g.pick(demoVerbs) + strings.Title(g.pick(demoNouns)) //nolint:staticcheck
+			fmt.Fprintf(&s, "// %s %s the %s %s.\nfunc %s(items []string, limit int) (int, error) {\n", f, g.pick(demoVerbs), g.pick(demoAdjs), g.pick(demoNouns), f)
+			fmt.Fprintf(&s, "\tcount := 0\n\tfor i, item := range items {\n\t\tif i >= limit {\n\t\t\treturn count, fmt.Errorf(\"%s: limit %%d reached\", limit)\n\t\t}\n", f)
+			fmt.Fprintf(&s, "\t\tif strings.Contains(item, %q) {\n\t\t\tcount += len(item) %% %d\n\t\t}\n\t}\n\treturn count, nil\n}\n\n", g.pick(demoNouns), 3+g.r.IntN(17))
+			n += 14
+		}
+	} else {
+		s.WriteString("\"\"\"Synthesised sample module.\"\"\"\nimport math\n\n\n")
+		for n < lines {
+			f := g.pick(demoVerbs) + "_" + g.pick(demoNouns)
+			fmt.Fprintf(&s, "def %s(values, scale=%d):\n    \"\"\"Return the %s %s of values.\"\"\"\n", f, 1+g.r.IntN(9), g.pick(demoAdjs), g.pick(demoNouns))
+			fmt.Fprintf(&s, "    total = 0\n    for i, v in enumerate(values):\n        if v %% %d == 0:\n            total += math.sqrt(abs(v)) * scale\n        else:\n            total -= i\n    return total\n\n\n", 2+g.r.IntN(7))
+			n += 11
+		}
+	}
+	return s.String()
+}
+
+func (g *demoGen) edu(words int) string {
+	topic := strings.ReplaceAll(g.pick(demoTopics), "_", " ")
+	var s strings.Builder
+	fmt.Fprintf(&s, "Understanding %s\n\n", topic)
+	n := 0
+	for n < words {
+		st := []string{
+			fmt.Sprintf("Students often ask why %s matters for the %s %s.", topic, g.pick(demoAdjs), g.pick(demoNouns)),
+			fmt.Sprintf("In simple terms, %s describes how a %s changes when the %s is %s.", topic, g.pick(demoNouns), g.pick(demoNouns), g.pick(demoAdjs)),
+			fmt.Sprintf("A useful classroom activity is to measure the %s %d times and record the results in a table.", g.pick(demoNouns), 3+g.r.IntN(8)),
+			fmt.Sprintf("Key idea %d: every %s depends on the %s around it.", 1+g.r.IntN(5), g.pick(demoNouns), g.pick(demoNouns)),
+			g.sentence(),
+		}[g.r.IntN(5)]
+		s.WriteString(st + " ")
+		n += strings.Count(st, " ") + 1
+		if g.r.IntN(6) == 0 {
+			s.WriteString("\n\n")
+		}
+	}
+	return s.String()
+}
+
+func (g *demoGen) web(words int) string {
+	var s strings.Builder
+	fmt.Fprintf(&s, "%s | Example Blog\nHome > Posts > %s\n\n", g.title(), g.pick(demoNouns))
+	n := 0
+	for n < words {
+		st := g.sentence()
+		if g.r.IntN(8) == 0 {
+			st = fmt.Sprintf("- %d %s %ss for $%d.%02d", 1+g.r.IntN(9), g.pick(demoAdjs), g.pick(demoItems), g.r.IntN(50), g.r.IntN(100))
+		}
+		s.WriteString(st + "\n")
+		n += strings.Count(st, " ") + 1
+	}
+	s.WriteString("\nPosted in Uncategorized | 3 Comments\n")
+	return s.String()
+}
+
+// mathPage writes k GSM8k-style problems, each with a worked solution and
+// a final "#### N" answer line.
+func (g *demoGen) mathPage(k int) string {
+	var s strings.Builder
+	s.WriteString("Math Practice: Word Problems\n\n")
+	for i := 1; i <= k; i++ {
+		name := g.pick(demoNames)
+		item := g.pick(demoItems)
+		fmt.Fprintf(&s, "Problem %d. ", i)
+		switch g.r.IntN(4) {
+		case 0:
+			a := 2 * (10 + g.r.IntN(40))
+			fmt.Fprintf(&s, "%s sold %d %ss in April, and then she sold half as many in May. How many %ss did %s sell altogether in April and May?\n", name, a, item, item, name)
+			fmt.Fprintf(&s, "Solution: In May %s sold %d / 2 = %d %ss.\nAltogether she sold %d + %d = %d %ss.\n#### %d\n\n", name, a, a/2, item, a, a/2, a+a/2, item, a+a/2)
+		case 1:
+			rate, min := 6+g.r.IntN(15), 10*(1+g.r.IntN(9))
+			cents := rate * min * 100 / 60
+			fmt.Fprintf(&s, "%s earns $%d an hour for babysitting. Yesterday, she did %d minutes of babysitting. How much did she earn?\n", name, rate, min)
+			fmt.Fprintf(&s, "Solution: %s earns $%d / 60 per minute.\nFor %d minutes she earned %d * %d / 60 = $%d.%02d.\n#### %d.%02d\n\n", name, rate, min, rate, min, cents/100, cents%100, cents/100, cents%100)
+		case 2:
+			n, p := 2+g.r.IntN(8), 2+g.r.IntN(12)
+			paid := (n*p/10 + 1) * 10
+			fmt.Fprintf(&s, "%s buys %d %ss at $%d each and pays with $%d. How much change does %s get?\n", name, n, item, p, paid, name)
+			fmt.Fprintf(&s, "Solution: The %ss cost %d * $%d = $%d.\nThe change is $%d - $%d = $%d.\n#### %d\n\n", item, n, p, n*p, paid, n*p, paid-n*p, paid-n*p)
+		default:
+			speed, hours := 30+g.r.IntN(40), 2+g.r.IntN(5)
+			back := speed + 10
+			fmt.Fprintf(&s, "A train travels at %d km/h for %d hours, then returns at %d km/h. How long does the return trip take, in minutes?\n", speed, hours, back)
+			d := speed * hours
+			fmt.Fprintf(&s, "Solution: The distance is %d * %d = %d km.\nThe return takes %d / %d hours = %d * 60 / %d = %d minutes (rounded down).\n#### %d\n\n", speed, hours, d, d, back, d, back, d*60/back, d*60/back)
+		}
+	}
+	s.WriteString("Tip: write down every step; check units at the end. $\\frac{a}{b} \\cdot b = a$.\n")
+	return s.String()
+}

@@ -1,0 +1,299 @@
+package pipelines
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"sort"
+	"sync/atomic"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+
+	"longctx/config"
+	"longctx/progress"
+	"longctx/shards"
+	"longctx/storage"
+)
+
+// The Beam wrapper is thin: one element per input file, PrepareFile does the
+// work, combiners sum statistics, and one final step writes the manifest,
+// the Markdown report and the merged dead letters.
+//
+//	tasks --Reshuffle--> prepareFileFn --> FileResult
+//	  FileResult --by source--> CombinePerKey(statsCombineFn) --side input--+
+//	  FileResult --Combine(collectFn)--> fileList --> writeManifestFn <-----+
+
+func init() {
+	for _, t := range []reflect.Type{reflect.TypeOf(FileTask{}), reflect.TypeOf(FileResult{}),
+		reflect.TypeOf(shards.PrepareStats{}), reflect.TypeOf(fileList{})} {
+		beam.RegisterType(t)
+	}
+	// JSON coders: these types hold maps and fixed arrays, and JSON keeps
+	// them readable in runner UIs. Encoding is deterministic.
+	// Coder functions are looked up by name on workers, so each type has its
+	// own non-generic pair (instantiations of a generic share one name).
+	beam.RegisterCoder(reflect.TypeOf(FileTask{}), encodeTask, decodeTask)
+	beam.RegisterCoder(reflect.TypeOf(FileResult{}), encodeResult, decodeResult)
+	beam.RegisterCoder(reflect.TypeOf(shards.PrepareStats{}), encodeStats, decodeStats)
+	beam.RegisterCoder(reflect.TypeOf(fileList{}), encodeFileList, decodeFileList)
+
+	register.DoFn3x1[context.Context, FileTask, func(FileResult), error](&prepareFileFn{})
+	register.Emitter1[FileResult]()
+	register.Function1x2[FileResult, string, FileResult](keyBySource)
+	register.Combiner3[shards.PrepareStats, FileResult, shards.PrepareStats](&statsCombineFn{})
+	register.Combiner3[fileList, FileResult, fileList](&collectFn{})
+	register.DoFn3x1[context.Context, fileList, func(*string, *shards.PrepareStats) bool, error](&writeManifestFn{})
+	register.Iter2[string, shards.PrepareStats]()
+}
+
+func encodeTask(v FileTask) ([]byte, error)                   { return json.Marshal(v) }
+func encodeResult(v FileResult) ([]byte, error)               { return json.Marshal(v) }
+func encodeStats(v shards.PrepareStats) ([]byte, error)       { return json.Marshal(v) }
+func encodeFileList(v fileList) ([]byte, error)               { return json.Marshal(v) }
+func decodeTask(b []byte) (v FileTask, err error)             { err = json.Unmarshal(b, &v); return }
+func decodeResult(b []byte) (v FileResult, err error)         { err = json.Unmarshal(b, &v); return }
+func decodeStats(b []byte) (v shards.PrepareStats, err error) { err = json.Unmarshal(b, &v); return }
+func decodeFileList(b []byte) (v fileList, err error)         { err = json.Unmarshal(b, &v); return }
+
+// localBar is the progress bar of an in-process run (direct, prism, or a
+// loopback worker): DoFns running in this process add to it. Remote workers
+// have none and log a line per file instead.
+var localBar atomic.Pointer[progress.Bar]
+
+// prepareFileFn runs PrepareFile on one input file.
+type prepareFileFn struct {
+	Tokenizer      string `json:"tokenizer"`
+	Workers        int    `json:"workers"`
+	SkipUnreadable bool   `json:"skip_unreadable"`
+	Force          bool   `json:"force"`
+
+	tok Tokenizer
+}
+
+func (f *prepareFileFn) Setup(ctx context.Context) error {
+	tok, err := loadTokenizer(ctx, f.Tokenizer)
+	if err != nil {
+		return err
+	}
+	f.tok = tok
+	return nil
+}
+
+var (
+	docsWritten  = beam.NewCounter("prepare", "documents_written")
+	docsDropped  = beam.NewCounter("prepare", "documents_dropped")
+	tokensCount  = beam.NewCounter("prepare", "tokens_written")
+	filesReused  = beam.NewCounter("prepare", "files_reused")
+	filesSkipped = beam.NewCounter("prepare", "files_unreadable")
+)
+
+func (f *prepareFileFn) ProcessElement(ctx context.Context, task FileTask, emit func(FileResult)) error {
+	if task.TokenizerHash != f.tok.Hash() {
+		return fmt.Errorf("%s: tokenizer hash %s on this worker, %s when the job was built", task.Input, f.tok.Hash(), task.TokenizerHash)
+	}
+	if !f.Force {
+		if prev, ok := UpToDate(ctx, task); ok {
+			filesReused.Inc(ctx, 1)
+			f.done(ctx, prev)
+			emit(prev)
+			return nil
+		}
+	}
+	res, err := PrepareFile(ctx, task, f.tok, f.Workers)
+	var ue *UnreadableError
+	if errors.As(err, &ue) && f.SkipUnreadable {
+		filesSkipped.Inc(ctx, 1)
+		res = FileResult{Task: task, Unreadable: ue.Err.Error(), Stats: shards.PrepareStats{Files: 1}}
+		slog.Warn("prepare: skipping unreadable input", "input", task.Input, "err", ue.Err)
+		f.done(ctx, res)
+		emit(res)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	docsWritten.Inc(ctx, res.Stats.Written)
+	docsDropped.Inc(ctx, res.Stats.Dropped())
+	tokensCount.Inc(ctx, res.Stats.Tokens)
+	f.done(ctx, res)
+	emit(res)
+	return nil
+}
+
+func (f *prepareFileFn) done(ctx context.Context, r FileResult) {
+	if b := localBar.Load(); b != nil {
+		b.Add(r.Task.Size)
+		return
+	}
+	slog.Info("prepare: file done", "input", r.Task.Input, "read", r.Stats.Read, "written", r.Stats.Written,
+		"dropped", r.Stats.Dropped(), "tokens", r.Stats.Tokens, "reused", r.Reused)
+}
+
+func keyBySource(r FileResult) (string, FileResult) { return r.Task.Source, r }
+
+// statsCombineFn sums per-file statistics into per-source statistics.
+type statsCombineFn struct{}
+
+func (statsCombineFn) CreateAccumulator() shards.PrepareStats { return shards.PrepareStats{} }
+func (statsCombineFn) AddInput(a shards.PrepareStats, r FileResult) shards.PrepareStats {
+	a.Merge(r.Stats)
+	return a
+}
+func (statsCombineFn) MergeAccumulators(a, b shards.PrepareStats) shards.PrepareStats {
+	a.Merge(b)
+	return a
+}
+
+// fileList gathers every file's result for the manifest (one small record
+// per input file, so this is a few MB even for thousands of files).
+type fileList struct {
+	Files []FileResult `json:"files"`
+}
+
+type collectFn struct{}
+
+func (collectFn) CreateAccumulator() fileList { return fileList{} }
+func (collectFn) AddInput(a fileList, r FileResult) fileList {
+	a.Files = append(a.Files, r)
+	return a
+}
+func (collectFn) MergeAccumulators(a, b fileList) fileList {
+	a.Files = append(a.Files, b.Files...)
+	return a
+}
+
+// writeManifestFn writes manifest, report and merged dead letters.
+type writeManifestFn struct {
+	Output        string         `json:"output"`
+	TokenizerHash string         `json:"tokenizer_hash"`
+	ConfigHash    string         `json:"config_hash"`
+	Sources       []SourceConfig `json:"sources"`
+}
+
+func (f *writeManifestFn) ProcessElement(ctx context.Context, files fileList, perSource func(*string, *shards.PrepareStats) bool) error {
+	combined := map[string]shards.PrepareStats{}
+	var name string
+	var st shards.PrepareStats
+	for perSource(&name, &st) {
+		combined[name] = st
+	}
+	m, err := BuildManifest(f.TokenizerHash, f.ConfigHash, f.Sources, files.Files)
+	if err != nil {
+		return err
+	}
+	// Two independent sums must agree: the combiner's and the manifest's.
+	for _, s := range m.Sources {
+		c := combined[s.Name]
+		a, _ := json.Marshal(c)
+		b, _ := json.Marshal(s.Stats)
+		if !bytes.Equal(a, b) {
+			return fmt.Errorf("source %s: combined statistics %s differ from per-file sum %s", s.Name, a, b)
+		}
+	}
+	return WriteOutputs(ctx, f.Output, m, files.Files)
+}
+
+// BuildManifest assembles the prepare manifest from per-file results
+// (sorted by cache path, so it does not depend on completion order) and
+// checks every file's and source's accounting.
+func BuildManifest(tokHash, cfgHash string, sources []SourceConfig, files []FileResult) (*shards.PrepareManifest, error) {
+	files = append([]FileResult(nil), files...)
+	sort.Slice(files, func(i, j int) bool { return files[i].Task.Cache < files[j].Task.Cache })
+	m := &shards.PrepareManifest{Version: 1, TokenizerHash: tokHash, ConfigHash: cfgHash,
+		DeadLetters: "dead_letters.jsonl", Report: "report.md"}
+	for _, sc := range sources {
+		ps := shards.PreparedSource{Name: sc.Name, Format: sc.Format}
+		for _, r := range files {
+			if r.Task.Source != sc.Name {
+				continue
+			}
+			if err := r.Stats.Check(); err != nil {
+				return nil, fmt.Errorf("%s: %w", r.Task.Input, err)
+			}
+			ps.Stats.Merge(r.Stats)
+			in := shards.InputRef{Path: r.Task.Input, Size: r.Task.Size, ETag: r.Task.ETag}
+			if r.Unreadable != "" {
+				ps.Unreadable = append(ps.Unreadable, shards.Unreadable{Input: in, Error: r.Unreadable})
+				continue
+			}
+			ps.Caches = append(ps.Caches, shards.CacheRef{Path: r.Task.Cache, Input: in, Docs: r.Cache.Docs,
+				Tokens: r.Cache.Tokens, SHA256: r.Cache.SHA256, Stats: r.Stats, DeadLetters: r.DeadLetters})
+		}
+		if err := ps.Stats.Check(); err != nil {
+			return nil, fmt.Errorf("source %s: %w", sc.Name, err)
+		}
+		ps.Docs, ps.Tokens = ps.Stats.Written, ps.Stats.Tokens
+		m.Sources = append(m.Sources, ps)
+	}
+	sort.Slice(m.Sources, func(i, j int) bool { return m.Sources[i].Name < m.Sources[j].Name })
+	return m, nil
+}
+
+// WriteOutputs writes the merged dead letters, the report and, last, the
+// manifest (its presence means the run completed).
+func WriteOutputs(ctx context.Context, out string, m *shards.PrepareManifest, files []FileResult) error {
+	files = append([]FileResult(nil), files...)
+	sort.Slice(files, func(i, j int) bool { return files[i].Task.Cache < files[j].Task.Cache })
+	w, err := storage.Create(ctx, storage.Join(out, m.DeadLetters))
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriter(w)
+	for _, r := range files {
+		if r.DeadLetters == "" {
+			continue
+		}
+		b, err := storage.ReadFile(ctx, storage.Join(out, r.DeadLetters))
+		if err != nil {
+			w.Abort()
+			return err
+		}
+		bw.Write(b)
+	}
+	if err := bw.Flush(); err != nil {
+		w.Abort()
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	if err := storage.WriteFile(ctx, storage.Join(out, m.Report), []byte(Report(m, files))); err != nil {
+		return err
+	}
+	return shards.WritePrepareManifest(ctx, storage.Join(out, "manifest.json"), m)
+}
+
+// PrepareConfigHash is the lineage hash of the settings that shape outputs.
+func PrepareConfigHash(cfg PrepareConfig) string {
+	return config.Hash(struct {
+		Sources        []SourceConfig `yaml:"sources"`
+		SkipUnreadable bool           `yaml:"skip_unreadable"`
+	}{cfg.Sources, cfg.SkipUnreadable})
+}
+
+// PrepareOutputs are the pipeline's collections, for tests.
+type PrepareOutputs struct {
+	Files     beam.PCollection // FileResult, one per input file
+	PerSource beam.PCollection // KV<string, shards.PrepareStats>
+}
+
+// BuildPrepare adds the prepare pipeline for tasks to scope s.
+func BuildPrepare(s beam.Scope, cfg PrepareConfig, tokHash string, tasks []FileTask) PrepareOutputs {
+	s = s.Scope("prepare")
+	in := beam.CreateList(s, tasks)
+	// Spread files over workers: Create makes one bundle.
+	in = beam.Reshuffle(s, in)
+	files := beam.ParDo(s, &prepareFileFn{Tokenizer: cfg.Tokenizer, Workers: cfg.Workers,
+		SkipUnreadable: cfg.SkipUnreadable, Force: cfg.Force}, in)
+	perSource := beam.CombinePerKey(s, &statsCombineFn{}, beam.ParDo(s, keyBySource, files))
+	all := beam.Combine(s, &collectFn{}, files)
+	beam.ParDo0(s, &writeManifestFn{Output: cfg.Output, TokenizerHash: tokHash, ConfigHash: PrepareConfigHash(cfg),
+		Sources: cfg.Sources}, all, beam.SideInput{Input: perSource})
+	return PrepareOutputs{Files: files, PerSource: perSource}
+}
