@@ -342,4 +342,3 @@ func WriteJSONL[T any](path string, recs []T) error {
 	}
 	return writeFileAtomic(path, []byte(b.String()))
 }
-
