@@ -1,0 +1,43 @@
+package trainer
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/gomlx/compute"
+	_ "github.com/gomlx/compute/gobackend" // pure Go backend, always available
+)
+
+// DefaultBackend is the backend used when $GOMLX_BACKEND is unset: the pure
+// Go backend with ops run one at a time. GoMLX v0.28.8's Go backend can
+// deadlock when several large matmuls run in parallel under its default
+// scheduling; ops_sequential avoids that and each matmul still uses every
+// core (see TestGoBackendParallelOpsWorkaround).
+const DefaultBackend = "go:ops_sequential"
+
+// NewBackend returns the compute backend named by spec, or by
+// $GOMLX_BACKEND when spec is empty, or DefaultBackend. The XLA backend is
+// only available in binaries that import it (cmd/longctx-train), and takes
+// the PJRT plugin path: "xla:/abs/path/pjrt_c_api_gpu_plugin.so".
+func NewBackend(spec string) (compute.Backend, error) {
+	if spec == "" {
+		spec = os.Getenv(compute.ConfigEnvVar)
+	}
+	if spec == "" {
+		spec = DefaultBackend
+	}
+	var b compute.Backend
+	var err error
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("%v", r)
+			}
+		}()
+		b, err = compute.NewWithConfig(spec)
+	}()
+	if err != nil {
+		return nil, fmt.Errorf("backend %q: %w", spec, err)
+	}
+	return b, nil
+}

@@ -1,0 +1,310 @@
+// Package trainer holds the SmolLM2 (Llama) model written with GoMLX, its
+// blockwise document-aware attention, HF checkpoint I/O (safetensors and
+// config.json), and the continued-pretraining loop with exact resume.
+package trainer
+
+import (
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
+	. "github.com/gomlx/gomlx/core/graph"
+)
+
+// ParamSpec names one parameter tensor with its HF name and shape.
+type ParamSpec struct {
+	Name  string
+	Shape []int
+	// Decay is whether AdamW applies weight decay to it by default:
+	// matrices yes; norms, biases and embeddings no.
+	Decay bool
+	// Norm marks RMSNorm weights (initialised to 1).
+	Norm bool
+}
+
+// ParamSpecs lists the parameters in the canonical order used for graph
+// inputs, checkpoints and safetensors files.
+func (c ModelConfig) ParamSpecs() []ParamSpec {
+	D := c.HeadDimension()
+	h := c.HiddenSize
+	specs := []ParamSpec{{Name: "model.embed_tokens.weight", Shape: []int{c.VocabSize, h}}}
+	for i := range c.NumHiddenLayers {
+		p := fmt.Sprintf("model.layers.%d.", i)
+		specs = append(specs,
+			ParamSpec{Name: p + "input_layernorm.weight", Shape: []int{h}, Norm: true},
+			ParamSpec{Name: p + "self_attn.q_proj.weight", Shape: []int{c.NumAttentionHeads * D, h}, Decay: true},
+			ParamSpec{Name: p + "self_attn.k_proj.weight", Shape: []int{c.NumKeyValueHeads * D, h}, Decay: true},
+			ParamSpec{Name: p + "self_attn.v_proj.weight", Shape: []int{c.NumKeyValueHeads * D, h}, Decay: true},
+			ParamSpec{Name: p + "self_attn.o_proj.weight", Shape: []int{h, c.NumAttentionHeads * D}, Decay: true},
+			ParamSpec{Name: p + "post_attention_layernorm.weight", Shape: []int{h}, Norm: true},
+			ParamSpec{Name: p + "mlp.gate_proj.weight", Shape: []int{c.IntermediateSize, h}, Decay: true},
+			ParamSpec{Name: p + "mlp.up_proj.weight", Shape: []int{c.IntermediateSize, h}, Decay: true},
+			ParamSpec{Name: p + "mlp.down_proj.weight", Shape: []int{h, c.IntermediateSize}, Decay: true},
+		)
+	}
+	specs = append(specs, ParamSpec{Name: "model.norm.weight", Shape: []int{h}, Norm: true})
+	if !c.TieWordEmbeddings {
+		specs = append(specs, ParamSpec{Name: "lm_head.weight", Shape: []int{c.VocabSize, h}, Decay: true})
+	}
+	return specs
+}
+
+// perLayerParams is the number of tensors per transformer layer in ParamSpecs.
+const perLayerParams = 9
+
+// Weights is a model's parameters on the host, float32, in ParamSpecs order.
+type Weights struct {
+	Config ModelConfig
+	Data   [][]float32
+}
+
+// InitWeights draws a random model as HF's LlamaPreTrainedModel does: normal
+// (0, initializer_range) for matrices and embeddings, ones for norms. It is a
+// pure function of (config, seed); drawing on the host keeps it identical on
+// every backend (and avoids GoMLX's half-precision random init bug).
+func InitWeights(c ModelConfig, seed uint64) (*Weights, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	rng := rand.New(rand.NewPCG(seed, 0x6c6f6e67637478)) // "longctx"
+	std := c.InitializerRange
+	if std <= 0 {
+		std = 0.02
+	}
+	w := &Weights{Config: c}
+	for _, s := range c.ParamSpecs() {
+		n := 1
+		for _, d := range s.Shape {
+			n *= d
+		}
+		data := make([]float32, n)
+		for i := range data {
+			if s.Norm {
+				data[i] = 1
+			} else {
+				data[i] = float32(rng.NormFloat64() * std)
+			}
+		}
+		w.Data = append(w.Data, data)
+	}
+	return w, nil
+}
+
+// Batch holds the graph inputs of one batch of packed sequences, all [B, S]:
+// token ids, RoPE positions (reset per document or not) and document index
+// (nil or all-equal for attention across documents).
+type Batch struct {
+	IDs, Pos, Doc *Node
+}
+
+// Model builds the forward graph. Params are the nodes of the weights in
+// ParamSpecs order (any float dtype is used as given).
+type Model struct {
+	Config ModelConfig
+	// InvFreq [D/2] and AttentionFactor come from the rope package for the
+	// configured base and scaling.
+	InvFreq         []float32
+	AttentionFactor float32
+	// BlockSize is the attention block; 0 uses NaiveAttention (tests only).
+	BlockSize int
+	// Recompute wraps every layer in a gradient checkpoint so the backward
+	// pass recomputes activations layer by layer.
+	Recompute bool
+	// ComputeDType, if BFloat16, runs the linear layers in bf16 (weights stay
+	// float32 masters; norms, softmax and loss stay float32).
+	ComputeDType dtypes.DType
+}
+
+// Layer is one transformer layer's weights as graph nodes.
+type Layer struct {
+	InputNorm, Q, K, V, O, PostNorm, Gate, Up, Down *Node
+}
+
+// LayerParams picks layer i's nodes out of the canonical parameter list.
+func LayerParams(params []*Node, i int) Layer {
+	p := params[1+i*perLayerParams:]
+	return Layer{p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8]}
+}
+
+// linear computes x @ w^T with w in HF layout [out, in]: [..., in] -> [..., out].
+func (m *Model) linear(x, w *Node) *Node {
+	dt := x.DType()
+	if m.ComputeDType == dtypes.BFloat16 {
+		x, w = ConvertDType(x, dtypes.BFloat16), ConvertDType(w, dtypes.BFloat16)
+	}
+	y := DotGeneral(x, []int{x.Rank() - 1}, nil, w, []int{1}, nil)
+	return ConvertDType(y, dt)
+}
+
+// RMSNorm as HF LlamaRMSNorm: x / sqrt(mean(x²) + eps) * w, in float32.
+// Uses 1/Sqrt rather than Rsqrt: GoMLX v0.28.8 has no Rsqrt gradient.
+func RMSNorm(x, w *Node, eps float64) *Node {
+	ms := ReduceAndKeep(Square(x), ReduceMean, -1)
+	return Mul(Div(x, Sqrt(AddScalar(ms, eps))), ExpandLeftToRank(w, x.Rank()))
+}
+
+// RopeCosSin returns cos and sin [B, S, D] for positions pos [B, S] int32,
+// computed in float32 as HF does (emb = concat(freqs, freqs), times the
+// attention factor).
+func (m *Model) RopeCosSin(pos *Node) (cos, sin *Node) {
+	g := pos.Graph()
+	inv := Reshape(Const(g, m.InvFreq), 1, 1, -1)                        // [1, 1, D/2]
+	freqs := Mul(ExpandAxes(ConvertDType(pos, dtypes.Float32), -1), inv) // [B, S, D/2]
+	emb := Concatenate([]*Node{freqs, freqs}, -1)                        // [B, S, D]
+	cos, sin = Cos(emb), Sin(emb)
+	if m.AttentionFactor != 1 && m.AttentionFactor != 0 {
+		cos, sin = MulScalar(cos, m.AttentionFactor), MulScalar(sin, m.AttentionFactor)
+	}
+	return cos, sin
+}
+
+// ApplyRope rotates x [B, S, heads, D] with cos, sin [B, S, D] in the
+// rotate_half layout: x·cos + rotate_half(x)·sin.
+func ApplyRope(x, cos, sin *Node) *Node {
+	D := x.Shape().Dim(-1)
+	x1 := Slice(x, AxisRange(), AxisRange(), AxisRange(), AxisRange(0, D/2))
+	x2 := Slice(x, AxisRange(), AxisRange(), AxisRange(), AxisRange(D/2, D))
+	rot := Concatenate([]*Node{Neg(x2), x1}, -1)
+	cos, sin = ConvertDType(ExpandAxes(cos, 2), x.DType()), ConvertDType(ExpandAxes(sin, 2), x.DType())
+	return Add(Mul(x, cos), Mul(rot, sin))
+}
+
+// QKV projects the normed hidden state h [B, S, hidden] to q [B, S, H, D]
+// and k, v [B, S, Hkv, D], with RoPE applied to q and k. A KV cache stores
+// the k, v returned here.
+func (m *Model) QKV(l Layer, h, cos, sin *Node) (q, k, v *Node) {
+	c := m.Config
+	B, S := h.Shape().Dim(0), h.Shape().Dim(1)
+	D := c.HeadDimension()
+	q = Reshape(m.linear(h, l.Q), B, S, c.NumAttentionHeads, D)
+	k = Reshape(m.linear(h, l.K), B, S, c.NumKeyValueHeads, D)
+	v = Reshape(m.linear(h, l.V), B, S, c.NumKeyValueHeads, D)
+	return ApplyRope(q, cos, sin), ApplyRope(k, cos, sin), v
+}
+
+// AttentionCore is causal attention of q [B, S, H, D] over k, v
+// [B, S, Hkv, D]; doc [B, S] (or nil) restricts it to the same document.
+func (m *Model) AttentionCore(q, k, v, doc *Node) *Node {
+	if m.BlockSize <= 0 {
+		return NaiveAttention(q, k, v, doc)
+	}
+	return BlockAttention(q, k, v, doc, m.BlockSize)
+}
+
+// AttnOut projects attention output [B, S, H, D] back to [B, S, hidden].
+func (m *Model) AttnOut(l Layer, o *Node) *Node {
+	B, S := o.Shape().Dim(0), o.Shape().Dim(1)
+	return m.linear(Reshape(o, B, S, -1), l.O)
+}
+
+// MLP is SwiGLU: down(silu(gate(h)) * up(h)), [B, S, hidden] -> same.
+func (m *Model) MLP(l Layer, h *Node) *Node {
+	gate := m.linear(h, l.Gate)
+	return m.linear(Mul(Mul(gate, Sigmoid(gate)), m.linear(h, l.Up)), l.Down)
+}
+
+// Block runs one transformer layer on x [B, S, hidden].
+func (m *Model) Block(l Layer, x, cos, sin, doc *Node) *Node {
+	eps := m.Config.RMSNormEps
+	q, k, v := m.QKV(l, RMSNorm(x, l.InputNorm, eps), cos, sin)
+	x = Add(x, m.AttnOut(l, m.AttentionCore(q, k, v, doc)))
+	return Add(x, m.MLP(l, RMSNorm(x, l.PostNorm, eps)))
+}
+
+// Embed looks up ids [B, S] -> [B, S, hidden] in the embedding's dtype.
+func Embed(embed, ids *Node) *Node {
+	return Gather(embed, ExpandAxes(ids, -1))
+}
+
+// Hidden runs the embedding, every layer and the final norm: [B, S, hidden].
+func (m *Model) Hidden(params []*Node, b Batch) *Node {
+	x := Embed(params[0], b.IDs)
+	cos, sin := m.RopeCosSin(b.Pos)
+	for i := range m.Config.NumHiddenLayers {
+		if m.Recompute {
+			x = x.Checkpoint()
+		}
+		x = m.Block(LayerParams(params, i), x, cos, sin, b.Doc)
+	}
+	if m.Recompute {
+		x = x.StopCheckpoint()
+	}
+	return RMSNorm(x, params[1+m.Config.NumHiddenLayers*perLayerParams], m.Config.RMSNormEps)
+}
+
+// LMHead returns the output projection weight [vocab, hidden].
+func (m *Model) LMHead(params []*Node) *Node {
+	if m.Config.TieWordEmbeddings {
+		return params[0]
+	}
+	return params[len(params)-1]
+}
+
+// Logits returns [B, S, vocab] in the weights' dtype.
+func (m *Model) Logits(params []*Node, b Batch) *Node {
+	return m.linear(m.Hidden(params, b), m.LMHead(params))
+}
+
+// lossChunk is the number of positions whose logits are materialised at a
+// time in Loss: [B, chunk, vocab] instead of [B, S, vocab].
+const lossChunk = 2048
+
+// Loss returns the summed next-token cross-entropy over positions with
+// weight 1 and the number of such positions. targets [B, S] int32 holds the
+// token to predict at each position; weights [B, S] float32 is 1 where a
+// target counts. Logits are computed in chunks of positions, each
+// checkpointed when Recompute is set, so at 16k x 49k vocab they never exist
+// all at once.
+func (m *Model) Loss(params []*Node, b Batch, targets, weights *Node) (sum, count *Node) {
+	h := m.Hidden(params, b)
+	head := m.LMHead(params)
+	S := h.Shape().Dim(1)
+	var total *Node
+	for start := 0; start < S; start += lossChunk {
+		end := min(start+lossChunk, S)
+		hc := Slice(h, AxisRange(), AxisRange(start, end))
+		if m.Recompute {
+			hc = hc.Checkpoint()
+		}
+		logits := m.linear(hc, head) // [B, c, V]
+		tc := Slice(targets, AxisRange(), AxisRange(start, end))
+		wc := ConvertDType(Slice(weights, AxisRange(), AxisRange(start, end)), logits.DType())
+		mx := StopGradient(ReduceAndKeep(logits, ReduceMax, -1))
+		lse := Add(Squeeze(mx, -1), Log(ReduceSum(Exp(Sub(logits, mx)), -1)))                    // [B, c]
+		picked := ReduceSum(Mul(logits, OneHot(tc, logits.Shape().Dim(-1), logits.DType())), -1) // [B, c]
+		nll := ReduceAllSum(Mul(Sub(lse, picked), wc))
+		if m.Recompute {
+			nll = nll.StopCheckpoint()
+		}
+		if total == nil {
+			total = nll
+		} else {
+			total = Add(total, nll)
+		}
+	}
+	return total, ReduceAllSum(weights)
+}
+
+// paramShapes returns the graph input shapes of the weights.
+func paramShapes(c ModelConfig) []shapes.Shape {
+	specs := c.ParamSpecs()
+	out := make([]shapes.Shape, len(specs))
+	for i, s := range specs {
+		out[i] = shapes.Make(dtypes.Float32, s.Shape...)
+	}
+	return out
+}
+
+// flopsPerToken estimates training FLOPs per token for sequence length S
+// (6 x matmul parameters + causal attention), as in the PaLM/nanoGPT MFU
+// formula; forward only is a third of it.
+func (c ModelConfig) FlopsPerToken(S int) float64 {
+	D := c.HeadDimension()
+	h := float64(c.HiddenSize)
+	perLayer := h*float64(c.NumAttentionHeads*D) + 2*h*float64(c.NumKeyValueHeads*D) + float64(c.NumAttentionHeads*D)*h + 3*h*float64(c.IntermediateSize)
+	matmul := float64(c.NumHiddenLayers)*perLayer + h*float64(c.VocabSize)
+	// Causal attention: q·k and p·v, 2 FLOPs per MAC, half the pairs.
+	attn := float64(c.NumHiddenLayers) * 2 * 2 * float64(c.NumAttentionHeads*D) * float64(S) / 2
+	return 6*matmul + 3*attn
+}
