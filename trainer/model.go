@@ -57,6 +57,9 @@ const perLayerParams = 9
 type Weights struct {
 	Config ModelConfig
 	Data   [][]float32
+	// SourceConfig is the config.json the weights were loaded from, if any;
+	// SaveHF keeps its other fields and updates only RoPE.
+	SourceConfig []byte
 }
 
 // InitWeights draws a random model as HF's LlamaPreTrainedModel does: normal
