@@ -27,3 +27,28 @@ type Tokenizer interface {
 	Encode(text string) []uint32
 	Decode(ids []uint32) string
 }
+
+// Bytes is a byte-level tokenizer: one token per byte, ids 0..255. Tiny
+// models trained in tests and sweeps use it; real checkpoints use their
+// tokenizer.json.
+type Bytes struct{}
+
+// Encode returns the bytes of text as ids.
+func (Bytes) Encode(text string) []uint32 {
+	out := make([]uint32, len(text))
+	for i := range len(text) {
+		out[i] = uint32(text[i])
+	}
+	return out
+}
+
+// Decode returns the bytes of ids as a string; ids above 255 are dropped.
+func (Bytes) Decode(ids []uint32) string {
+	b := make([]byte, 0, len(ids))
+	for _, id := range ids {
+		if id < 256 {
+			b = append(b, byte(id))
+		}
+	}
+	return string(b)
+}

@@ -10,31 +10,13 @@ import (
 	"testing"
 )
 
-// byteTokenizer is a real (if simple) tokenizer: one token per byte.
-type byteTokenizer struct{}
-
-func (byteTokenizer) Encode(s string) []uint32 {
-	out := make([]uint32, len(s))
-	for i := range len(s) {
-		out[i] = uint32(s[i])
-	}
-	return out
-}
-
-func (byteTokenizer) Decode(ids []uint32) string {
-	b := make([]byte, len(ids))
-	for i, id := range ids {
-		b[i] = byte(id)
-	}
-	return string(b)
-}
 
 func TestPasskeyPromptsLandmarkLayout(t *testing.T) {
 	cfg := DefaultPasskey()
 	cfg.Lengths = []int{400, 1000}
 	cfg.Depths = []float64{0, 0.5, 1}
 	cfg.Samples = 2
-	ps, err := PasskeyPrompts(byteTokenizer{}, cfg, "")
+	ps, err := PasskeyPrompts(Bytes{}, cfg, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,18 +42,18 @@ func TestPasskeyPromptsLandmarkLayout(t *testing.T) {
 			t.Errorf("depth %g: prefix share %.3f", p.Depth, got)
 		}
 	}
-	again, _ := PasskeyPrompts(byteTokenizer{}, cfg, "")
+	again, _ := PasskeyPrompts(Bytes{}, cfg, "")
 	if !reflect.DeepEqual(ps, again) {
 		t.Fatal("not deterministic")
 	}
 	// A cell's key does not depend on the rest of the grid.
 	cfg.Lengths = []int{1000}
-	sub, _ := PasskeyPrompts(byteTokenizer{}, cfg, "")
+	sub, _ := PasskeyPrompts(Bytes{}, cfg, "")
 	if sub[0].Answer != ps[6].Answer || sub[0].Text != ps[6].Text {
 		t.Error("cell changed with the grid")
 	}
 	cfg.Lengths = []int{50}
-	if _, err := PasskeyPrompts(byteTokenizer{}, cfg, ""); err == nil {
+	if _, err := PasskeyPrompts(Bytes{}, cfg, ""); err == nil {
 		t.Error("length 50: want error")
 	}
 }
@@ -83,7 +65,7 @@ func TestNIAHPromptsDistractors(t *testing.T) {
 	cfg.Depths = []float64{0.3}
 	cfg.Samples = 3
 	cfg.Distractors = 3
-	ps, err := PasskeyPrompts(byteTokenizer{}, cfg, "")
+	ps, err := PasskeyPrompts(Bytes{}, cfg, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,9 @@ import (
 
 // PPLConfig sets a perplexity-by-position run.
 type PPLConfig struct {
+	// Data are the documents: .txt files (one document each) or JSON Lines
+	// with a "text" field.
+	Data []string `yaml:"data" help:"document files: .txt (one document each) or .jsonl with a text field"`
 	// Window is the number of tokens scored per document (documents are
 	// truncated to it; shorter ones are scored whole).
 	Window int `yaml:"window" help:"tokens scored per document (truncated to this)"`
