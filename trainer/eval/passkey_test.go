@@ -10,7 +10,6 @@ import (
 	"testing"
 )
 
-
 func TestPasskeyPromptsLandmarkLayout(t *testing.T) {
 	cfg := DefaultPasskey()
 	cfg.Lengths = []int{400, 1000}
