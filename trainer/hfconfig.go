@@ -49,11 +49,15 @@ func (c ModelConfig) HFConfigJSON(torchDType string) ([]byte, error) {
 
 // ropeJSON is the minimal config.json the rope package needs.
 func (c ModelConfig) ropeJSON() ([]byte, error) {
+	var scaling any
+	if len(c.RopeScaling) > 0 { // an empty map (YAML "{}") means none
+		scaling = c.RopeScaling
+	}
 	return json.Marshal(map[string]any{
 		"head_dim":                c.HeadDimension(),
 		"rope_theta":              c.RopeTheta,
 		"max_position_embeddings": c.MaxPositionEmbeddings,
-		"rope_scaling":            c.RopeScaling,
+		"rope_scaling":            scaling,
 	})
 }
 

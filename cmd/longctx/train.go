@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+
+	"longctx/config"
+	"longctx/trainer"
+)
+
+func init() {
+	register(&command{
+		name:    "train",
+		summary: "continued pretraining with checkpoints, exact resume and HF export",
+		run:     runTrain,
+	})
+}
+
+func runTrain(args []string) error {
+	cfg := trainer.DefaultTrainConfig()
+	if p := config.ConfigPath(args); p != "" {
+		if err := config.Load(p, &cfg); err != nil {
+			return err
+		}
+	}
+	fs := newFlags("train", "train --config FILE [--resume] [--FIELD value ...]")
+	fs.String("config", "", "YAML training config (configs/train/*.yaml)")
+	config.BindFlags(fs, "", &cfg)
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	if cfg.Data == "" {
+		return usagef("data is required (a flat uint32 token file)")
+	}
+	tokens, err := trainer.ReadTokenFile(cfg.Data)
+	if err != nil {
+		return err
+	}
+	var eos uint32
+	if cfg.Init == "" && cfg.ModelConfig != "" {
+		mc, err := trainer.LoadModelConfig(cfg.ModelConfig)
+		if err != nil {
+			return err
+		}
+		eos = uint32(mc.EOSTokenID)
+	}
+	src, err := trainer.NewTokenStream(tokens, cfg.SeqLen, eos)
+	if err != nil {
+		return fmt.Errorf("%s: %w", cfg.Data, err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	_, err = trainer.Train(ctx, cfg, src, os.Stderr)
+	return err
+}
