@@ -438,7 +438,7 @@ func (d *demo) report(ctx context.Context) error {
 		wm, nm := d.points["cpt-raised"].Metrics[m], d.points["cpt-nomath"].Metrics[m]
 		w("| %s | %.1f (n=%d) | %.1f | %+.1f | %.1f | %+.1f |\n", m, s.Value, s.N, wm.Value, s.Value-wm.Value, nm.Value, s.Value-nm.Value)
 	}
-	w("\nAt this scale (a tiny model, minutes of CPU) differences within about two standard errors " +
+	w("\nAt this scale (a tiny model, minutes of CPU) differences within about two standard errors "+
 		"(±%.1f points for n=%d) are noise; the numbers are reported whatever they show.\n", 200*math.Sqrt(0.25/float64(max(c.GSM8kTest, 1))), c.GSM8kTest)
 
 	w("\n## 7. Lineage\n\n| point | mixture | shards | checkpoint |\n|---|---|---|---|\n")
