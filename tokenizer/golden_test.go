@@ -192,7 +192,7 @@ func TestGoldenSmall(t *testing.T) {
 func TestGoldenCorpus(t *testing.T) {
 	tok := loadTest(t)
 	start := time.Now()
-	docs, st, err := corpus.Build(corpus.Options{Bytes: 24 << 20, Generated: 4000, MaxDoc: 2 << 10, Seed: 1})
+	docs, st, err := corpus.Build(corpus.Options{Bytes: 21 << 20, Generated: 4000, MaxDoc: 2 << 10, Seed: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
