@@ -331,6 +331,16 @@ func (t *Tokenizer) setAdded(added []addedJSON) error {
 			t.eos, eosSet = a.ID, true
 		}
 	}
+	t.addedOneFirst = -1
+	for b := range 256 {
+		if t.addedFirst[b] {
+			if t.addedOneFirst >= 0 {
+				t.addedOneFirst = -1
+				break
+			}
+			t.addedOneFirst = b
+		}
+	}
 	mixed := false
 	for i := 1; i < len(sorted); i++ {
 		if sorted[i].Normalized != sorted[0].Normalized {

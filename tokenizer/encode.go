@@ -172,7 +172,15 @@ func (t *Tokenizer) nextAdded(s string) (at, n int, id uint32) {
 		return -1, 0, 0
 	}
 	for i := 0; i < len(s); i++ {
-		if !t.addedFirst[s[i]] {
+		if t.addedOneFirst >= 0 {
+			// All added tokens start with the same byte ('<' for SmolLM2):
+			// let IndexByte skip to candidates.
+			k := strings.IndexByte(s[i:], byte(t.addedOneFirst))
+			if k < 0 {
+				return -1, 0, 0
+			}
+			i += k
+		} else if !t.addedFirst[s[i]] {
 			continue
 		}
 		best := -1

@@ -35,7 +35,9 @@ type Tokenizer struct {
 	added  []addedToken // matched in the raw text before pre-tokenizing
 	// addedFirst marks bytes that can start an added token.
 	addedFirst [256]bool
-	eos        uint32
+	// addedOneFirst is the first byte shared by all added tokens, or -1.
+	addedOneFirst int
+	eos           uint32
 
 	digits      bool // Digits pre-tokenizer present
 	digitsEach  bool // individual_digits: each numeric char is its own pre-token
