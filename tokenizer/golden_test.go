@@ -272,3 +272,45 @@ func TestGoldenVariants(t *testing.T) {
 		t.Run(name, func(t *testing.T) { compare(t, tok, docs, want, got) })
 	}
 }
+
+// TestGoldenSpecialsAsText: WithSpecialsAsText must encode like the reference
+// given the same file without the special added tokens (their strings are
+// then plain text to it).
+func TestGoldenSpecialsAsText(t *testing.T) {
+	data, err := os.ReadFile(testTokenizer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["added_tokens"] = []any{}
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "nospecial.json")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tok := loadTest(t).WithSpecialsAsText()
+	var docs []string
+	for _, d := range corpus.Generate(1500, 17) {
+		if strings.Contains(d, "<") {
+			docs = append(docs, d)
+		}
+	}
+	if len(docs) < 100 {
+		t.Fatalf("only %d documents with '<'", len(docs))
+	}
+	want := referenceWith(t, path, docs)
+	got := tok.EncodeBatch(docs, false, 0)
+	compare(t, tok, docs, want, got)
+	if ids := tok.Encode("<|endoftext|>"); len(ids) < 2 {
+		t.Errorf("WithSpecialsAsText encodes <|endoftext|> as %v", ids)
+	}
+	if ids := loadTest(t).Encode("<|endoftext|>"); len(ids) != 1 || ids[0] != 0 {
+		t.Errorf("default encodes <|endoftext|> as %v; want [0]", ids)
+	}
+}
