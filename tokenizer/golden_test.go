@@ -141,7 +141,7 @@ func (c goldenCase) doc() string {
 func TestGoldenSmall(t *testing.T) {
 	tok := loadTest(t)
 	if *update {
-		docs := corpus.Generate(400, 7)
+		docs := corpus.Generate(320, 7)
 		ids := reference(t, docs)
 		var b strings.Builder
 		for i, d := range docs {
