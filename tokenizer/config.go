@@ -331,6 +331,7 @@ func (t *Tokenizer) setAdded(added []addedJSON) error {
 			t.eos, eosSet = a.ID, true
 		}
 	}
+	t.setAddedFirst()
 	mixed := false
 	for i := 1; i < len(sorted); i++ {
 		if sorted[i].Normalized != sorted[0].Normalized {
@@ -371,4 +372,18 @@ func byteRune(b byte) rune {
 
 func printableByte(b byte) bool {
 	return (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae)
+}
+
+// setAddedFirst records the first byte shared by all added tokens, if any.
+func (t *Tokenizer) setAddedFirst() {
+	t.addedOneFirst = -1
+	for b := range 256 {
+		if t.addedFirst[b] {
+			if t.addedOneFirst >= 0 {
+				t.addedOneFirst = -1
+				return
+			}
+			t.addedOneFirst = b
+		}
+	}
 }

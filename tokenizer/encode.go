@@ -1,9 +1,15 @@
 package tokenizer
 
 import (
+	"encoding/binary"
 	"hash/maphash"
 	"strings"
 )
+
+// load64 reads 8 bytes of s at i, little-endian.
+func load64(s string, i int) uint64 {
+	return binary.LittleEndian.Uint64([]byte(s[i : i+8]))
+}
 
 // Cache limits: a pre-token longer than maxCachedPiece bytes is merged each
 // time; the cache has cacheSlots direct-mapped slots and is cleared when its
@@ -41,14 +47,15 @@ func newPieceCache() pieceCache {
 // key packs p (little-endian) when it has at most 16 bytes, else hashes it.
 func (c *pieceCache) key(p string) (lo, hi uint64, slot int) {
 	n := len(p)
-	if n <= 16 {
-		for k := 0; k < min(n, 8); k++ {
+	switch {
+	case n >= 8 && n <= 16:
+		lo = load64(p, 0)
+		hi = load64(p, n-8) >> (8 * (16 - n)) // the bytes after the first 8
+	case n < 8:
+		for k := 0; k < n; k++ {
 			lo |= uint64(p[k]) << (8 * k)
 		}
-		for k := 8; k < n; k++ {
-			hi |= uint64(p[k]) << (8 * (k - 8))
-		}
-	} else {
+	default:
 		lo = maphash.String(c.seed, p)
 	}
 	h := (lo ^ hi*0x9E3779B97F4A7C15 ^ uint64(n)) * 0xBF58476D1CE4E5B9
@@ -165,7 +172,15 @@ func (t *Tokenizer) nextAdded(s string) (at, n int, id uint32) {
 		return -1, 0, 0
 	}
 	for i := 0; i < len(s); i++ {
-		if !t.addedFirst[s[i]] {
+		if t.addedOneFirst >= 0 {
+			// All added tokens start with the same byte ('<' for SmolLM2):
+			// let IndexByte skip to candidates.
+			k := strings.IndexByte(s[i:], byte(t.addedOneFirst))
+			if k < 0 {
+				return -1, 0, 0
+			}
+			i += k
+		} else if !t.addedFirst[s[i]] {
 			continue
 		}
 		best := -1

@@ -38,6 +38,11 @@ func loadTest(t testing.TB) *Tokenizer {
 // reference runs golden.js (npm tokenizers 0.23.2) on docs and returns its ids.
 func reference(t testing.TB, docs []string) [][]uint32 {
 	t.Helper()
+	return referenceWith(t, testTokenizer, docs)
+}
+
+func referenceWith(t testing.TB, tokPath string, docs []string) [][]uint32 {
+	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
 		t.Fatalf("node not found (%v); %s", err, installHint)
@@ -57,7 +62,7 @@ func reference(t testing.TB, docs []string) [][]uint32 {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(node, filepath.Join(genDir, "golden.js"), testTokenizer, in, out, "--threads", "2")
+	cmd := exec.Command(node, filepath.Join(genDir, "golden.js"), tokPath, in, out, "--threads", "2")
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("golden.js: %v\n%s\n%s", err, msg, installHint)
 	}
@@ -136,7 +141,7 @@ func (c goldenCase) doc() string {
 func TestGoldenSmall(t *testing.T) {
 	tok := loadTest(t)
 	if *update {
-		docs := corpus.Generate(400, 7)
+		docs := corpus.Generate(320, 7)
 		ids := reference(t, docs)
 		var b strings.Builder
 		for i, d := range docs {
@@ -192,7 +197,7 @@ func TestGoldenSmall(t *testing.T) {
 func TestGoldenCorpus(t *testing.T) {
 	tok := loadTest(t)
 	start := time.Now()
-	docs, st, err := corpus.Build(corpus.Options{Bytes: 24 << 20, Generated: 4000, MaxDoc: 2 << 10, Seed: 1})
+	docs, st, err := corpus.Build(corpus.Options{Bytes: 21 << 20, Generated: 4000, MaxDoc: 2 << 10, Seed: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,4 +227,90 @@ func TestGoldenCorpus(t *testing.T) {
 func TestMain(m *testing.M) {
 	flag.Parse()
 	os.Exit(m.Run())
+}
+
+// TestGoldenVariants checks the other pre-tokenizer forms Load accepts
+// against the reference: Digits without individual_digits, no Digits at all
+// (GPT-2), and an explicit Split step before ByteLevel(use_regex=false).
+func TestGoldenVariants(t *testing.T) {
+	data, err := os.ReadFile(testTokenizer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	split := map[string]any{"type": "Split", "pattern": map[string]any{"Regex": gpt2Pattern}, "behavior": "Isolated", "invert": false}
+	byteLevel := func(useRegex bool) map[string]any {
+		return map[string]any{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": useRegex}
+	}
+	variants := map[string]any{
+		"digits-runs": map[string]any{"type": "Sequence", "pretokenizers": []any{
+			map[string]any{"type": "Digits", "individual_digits": false}, byteLevel(true)}},
+		"gpt2": byteLevel(true),
+		"split": map[string]any{"type": "Sequence", "pretokenizers": []any{
+			map[string]any{"type": "Digits", "individual_digits": true}, split, byteLevel(false)}},
+	}
+	docs := corpus.Generate(800, 13)
+	for name, pre := range variants {
+		var m map[string]any
+		if err := json.Unmarshal(data, &m); err != nil {
+			t.Fatal(err)
+		}
+		m["pre_tokenizer"] = pre
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), name+".json")
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		tok, err := Load(path)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		want := referenceWith(t, path, docs)
+		got := tok.EncodeBatch(docs, false, 0)
+		t.Run(name, func(t *testing.T) { compare(t, tok, docs, want, got) })
+	}
+}
+
+// TestGoldenSpecialsAsText: WithSpecialsAsText must encode like the reference
+// given the same file without the special added tokens (their strings are
+// then plain text to it).
+func TestGoldenSpecialsAsText(t *testing.T) {
+	data, err := os.ReadFile(testTokenizer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["added_tokens"] = []any{}
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "nospecial.json")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tok := loadTest(t).WithSpecialsAsText()
+	var docs []string
+	for _, d := range corpus.Generate(1500, 17) {
+		if strings.Contains(d, "<") {
+			docs = append(docs, d)
+		}
+	}
+	if len(docs) < 100 {
+		t.Fatalf("only %d documents with '<'", len(docs))
+	}
+	want := referenceWith(t, path, docs)
+	got := tok.EncodeBatch(docs, false, 0)
+	compare(t, tok, docs, want, got)
+	if ids := tok.Encode("<|endoftext|>"); len(ids) < 2 {
+		t.Errorf("WithSpecialsAsText encodes <|endoftext|> as %v", ids)
+	}
+	if ids := loadTest(t).Encode("<|endoftext|>"); len(ids) != 1 || ids[0] != 0 {
+		t.Errorf("default encodes <|endoftext|> as %v; want [0]", ids)
+	}
 }

@@ -35,7 +35,9 @@ type Tokenizer struct {
 	added  []addedToken // matched in the raw text before pre-tokenizing
 	// addedFirst marks bytes that can start an added token.
 	addedFirst [256]bool
-	eos        uint32
+	// addedOneFirst is the first byte shared by all added tokens, or -1.
+	addedOneFirst int
+	eos           uint32
 
 	digits      bool // Digits pre-tokenizer present
 	digitsEach  bool // individual_digits: each numeric char is its own pre-token
@@ -76,6 +78,26 @@ func LoadBytes(data []byte) (*Tokenizer, error) {
 	t.hash = hex.EncodeToString(sum[:])
 	t.pool = make(chan *encoder, 4*runtime.GOMAXPROCS(0))
 	return t, nil
+}
+
+// WithSpecialsAsText returns a tokenizer that encodes special-token strings
+// found in text as ordinary text, like transformers' split_special_tokens=True
+// (tokenizers' encode_special_tokens). The default, which SmolLM2's data
+// pipeline used, maps "<|endoftext|>" in a document to its id. Non-special
+// added tokens are still matched. EncodeDoc still appends the EOS id.
+func (t *Tokenizer) WithSpecialsAsText() *Tokenizer {
+	c := *t
+	c.added = nil
+	c.addedFirst = [256]bool{}
+	for _, a := range t.added {
+		if !a.special {
+			c.added = append(c.added, a)
+			c.addedFirst[a.content[0]] = true
+		}
+	}
+	c.setAddedFirst()
+	c.pool = make(chan *encoder, cap(t.pool))
+	return &c
 }
 
 // Hash is the hex sha256 of the tokenizer.json bytes, for lineage records.

@@ -270,3 +270,31 @@ func TestLoadRefuses(t *testing.T) {
 		}
 	}
 }
+
+// FuzzEncode checks invariants on arbitrary bytes: no panic, Count agrees with
+// Encode, ids are in range, and text whose bytes are all known round-trips.
+// go test ./tokenizer -fuzz FuzzEncode explores further.
+func FuzzEncode(f *testing.F) {
+	for _, d := range corpus.EdgeCases() {
+		if len(d) < 512 {
+			f.Add(d)
+		}
+	}
+	tok := loadTest(f)
+	f.Fuzz(func(t *testing.T, s string) {
+		ids := tok.Encode(s)
+		if n := tok.Count(s); n != len(ids) {
+			t.Fatalf("Count(%q) = %d, len(Encode) = %d", s, n, len(ids))
+		}
+		for _, id := range ids {
+			if int(id) >= tok.VocabSize() {
+				t.Fatalf("Encode(%q): id %d out of range", s, id)
+			}
+		}
+		if utf8.ValidString(s) && allBytesKnown(tok, s) {
+			if got := tok.Decode(ids); got != s {
+				t.Fatalf("Decode(Encode(%q)) = %q", s, got)
+			}
+		}
+	})
+}

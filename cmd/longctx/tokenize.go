@@ -21,13 +21,15 @@ func init() {
 }
 
 func runTokenize(args []string) error {
-	fs := newFlags("tokenize", "tokenize --tokenizer PATH [--in FILE] [--out FILE] [--add-eos] [--count] [--workers N]")
+	fs := newFlags("tokenize", "tokenize --tokenizer PATH [--in FILE] [--out FILE] [--add-eos] [--count] [--workers N] [--specials-as-text]")
 	tokPath := fs.String("tokenizer", "", "tokenizer.json to load (required)")
 	in := fs.String("in", "", "JSONL input with a \"text\" field per line (default stdin)")
 	out := fs.String("out", "", "output file, written atomically (default stdout)")
 	addEOS := fs.Bool("add-eos", false, "append the EOS id to each document")
 	count := fs.Bool("count", false, "write {\"count\":N} instead of the ids")
 	workers := fs.Int("workers", 0, "encoding goroutines (0: GOMAXPROCS)")
+	specialsAsText := fs.Bool("specials-as-text", false,
+		"encode special-token strings in the text (e.g. <|endoftext|>) as plain text instead of their ids")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
@@ -38,6 +40,9 @@ func runTokenize(args []string) error {
 	tok, err := tokenizer.Load(*tokPath)
 	if err != nil {
 		return err
+	}
+	if *specialsAsText {
+		tok = tok.WithSpecialsAsText()
 	}
 	r := io.Reader(os.Stdin)
 	name := "stdin"
