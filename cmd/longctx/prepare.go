@@ -4,11 +4,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	beamlog "github.com/apache/beam/sdks/v2/go/pkg/beam/log"
 	// Runners and the gs filesystem register themselves; --runner picks one.
 	_ "github.com/apache/beam/sdks/v2/go/pkg/beam/io/filesystem/gcs"
 	_ "github.com/apache/beam/sdks/v2/go/pkg/beam/io/filesystem/local"
@@ -71,6 +73,11 @@ func runPrepare(args []string) error {
 		r.Value.Set(defaultRunner)
 	}
 	beam.Init()
+	// Beam logs its execution plan at info; keep the CLI readable unless
+	// LONGCTX_LOG=debug asks for everything.
+	if os.Getenv("LONGCTX_LOG") != "debug" {
+		beamlog.SetLogger(beamLogger{min: beamlog.SevWarn})
+	}
 
 	ctx := context.Background()
 	plan, err := pipelines.PlanPrepare(ctx, cfg)
@@ -104,6 +111,20 @@ func runPrepare(args []string) error {
 	}
 	fmt.Printf("manifest %s, report %s, dead letters %s (under %s)\n", "manifest.json", m.Report, m.DeadLetters, cfg.Output)
 	return nil
+}
+
+// beamLogger forwards Beam's log lines at or above min to slog.
+type beamLogger struct{ min beamlog.Severity }
+
+func (l beamLogger) Log(ctx context.Context, sev beamlog.Severity, _ int, msg string) {
+	if sev < l.min {
+		return
+	}
+	level := slog.LevelWarn
+	if sev >= beamlog.SevError {
+		level = slog.LevelError
+	}
+	slog.Log(ctx, level, "beam: "+msg)
 }
 
 func flagSet(fs *flag.FlagSet, name string) bool {
