@@ -220,7 +220,24 @@ var (
 		magnetism the_roman_empire cell_division probability climate plate_tectonics`)
 )
 
-func (g *demoGen) pick(list []string) string { return list[g.r.IntN(len(list))] }
+func (g *demoGen) pick(list []string) string {
+	// One word in eight is a made-up rare word (names, places, jargon), so
+	// the vocabulary has a long tail like real text, not a hundred words.
+	if g.r.IntN(8) == 0 && len(list) > 20 {
+		return g.rare()
+	}
+	return list[g.r.IntN(len(list))]
+}
+
+var demoSyllables = strings.Fields(`ka lo mi ra te shu vin dor el an qua bre tis ol um pha gri zen ost ly`)
+
+func (g *demoGen) rare() string {
+	var s strings.Builder
+	for n := 2 + g.r.IntN(3); n > 0; n-- {
+		s.WriteString(demoSyllables[g.r.IntN(len(demoSyllables))])
+	}
+	return s.String()
+}
 
 func (g *demoGen) title() string {
 	return "The " + strings.Title(g.pick(demoAdjs)) + " " + strings.Title(g.pick(demoNouns)) //nolint:staticcheck // ASCII words
