@@ -48,7 +48,9 @@ var (
 )
 
 func config(outDir string, w int) pipelines.PrepareConfig {
-	c := func(p string) []string { return []string{filepath.Join(*corpus, fmt.Sprintf("scale-%d-seed-*", *scale), p)} }
+	c := func(p string) []string {
+		return []string{filepath.Join(*corpus, fmt.Sprintf("scale-%d-seed-*", *scale), p)}
+	}
 	cfg := pipelines.DefaultPrepareConfig()
 	cfg.Output, cfg.Tokenizer, cfg.Workers, cfg.Force = outDir, *tokPath, w, true
 	cfg.Sources = []pipelines.SourceConfig{
@@ -74,6 +76,8 @@ type runResult struct {
 	TokensPerS  float64 `json:"tokens_s"`
 	RatioToRaw  float64 `json:"ratio_to_raw_tokenizer"`
 	RatioToRaw1 float64 `json:"ratio_to_raw_tokenizer_1_thread"`
+	CPU         float64 `json:"cpu_s"`            // user+sys of the run's process
+	CPURatio    float64 `json:"cpu_ratio_to_raw"` // raw tokenizer CPU / pipeline CPU on the same text
 }
 
 func runChild() {
@@ -134,7 +138,13 @@ func ensureCorpus(ctx context.Context) int64 {
 
 // anchor tokenizes every document the pipeline reads (same readers, same
 // sanitising) and times only the tokenizer: 1 goroutine, and `workers`.
-func anchor(ctx context.Context) (tok1, tokN float64, tokens int64) {
+func cpuNow() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func anchor(ctx context.Context) (tok1, tokN float64, tokens int64, cpu time.Duration) {
 	tk, err := pipelines.LoadTokenizer(ctx, *tokPath)
 	if err != nil {
 		fatal(err)
@@ -161,11 +171,12 @@ func anchor(ctx context.Context) (tok1, tokN float64, tokens int64) {
 		} else {
 			pipelines.ReadJSONLines(bytes.NewReader(data), f, task.Input, task.Source, emit)
 		}
-		start := time.Now()
+		start, c0 := time.Now(), cpuNow()
 		for _, t := range texts {
 			tokens += int64(len(tk.EncodeDoc(t)))
 		}
 		t1 += time.Since(start)
+		cpu += cpuNow() - c0
 		start = time.Now()
 		var wg sync.WaitGroup
 		next := make(chan string)
@@ -185,7 +196,7 @@ func anchor(ctx context.Context) (tok1, tokN float64, tokens int64) {
 		wg.Wait()
 		tN += time.Since(start)
 	}
-	return float64(tokens) / t1.Seconds(), float64(tokens) / tN.Seconds(), tokens
+	return float64(tokens) / t1.Seconds(), float64(tokens) / tN.Seconds(), tokens, cpu
 }
 
 func main() {
@@ -198,8 +209,8 @@ func main() {
 	fmt.Printf("bench prepare: GOMAXPROCS %d, workers %d, load %s\n", runtime.GOMAXPROCS(0), *workers, loadavg())
 	input := ensureCorpus(ctx)
 	fmt.Printf("corpus: %.1f MB of input under %s\n", float64(input)/1e6, *corpus)
-	raw1, rawN, rawTokens := anchor(ctx)
-	fmt.Printf("anchor (raw tokenizer, same text): %.0f tokens/s on 1 goroutine, %.0f on %d (%d tokens)\n", raw1, rawN, *workers, rawTokens)
+	raw1, rawN, rawTokens, rawCPU := anchor(ctx)
+	fmt.Printf("anchor (raw tokenizer, same text): %.0f tokens/s on 1 goroutine, %.0f on %d (%d tokens, %.1f s CPU)\n", raw1, rawN, *workers, rawTokens, rawCPU.Seconds())
 
 	exe, _ := os.Executable()
 	var results []runResult
@@ -217,7 +228,10 @@ func main() {
 		if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
 			fatal(fmt.Errorf("runner %s output %q: %v", r, stdout.String(), err))
 		}
-		res.PeakRSSMB = float64(cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss) / 1024
+		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+		res.PeakRSSMB = float64(ru.Maxrss) / 1024
+		res.CPU = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+		res.CPURatio = rawCPU.Seconds() / res.CPU
 		res.InputMBs = float64(res.InputBytes) / 1e6 / res.Wall
 		res.TextMBs = float64(res.TextBytes) / 1e6 / res.Wall
 		res.TokensPerS = float64(res.Tokens) / res.Wall
@@ -231,15 +245,16 @@ func main() {
 	var md strings.Builder
 	fmt.Fprintf(&md, "# prepare benchmark\n\n%.1f MB input (5 formats), %d tokens; workers %d; GOMAXPROCS %d; load %s\n\n",
 		float64(input)/1e6, rawTokens, *workers, runtime.GOMAXPROCS(0), loadavg())
-	fmt.Fprintf(&md, "anchor: raw tokenizer on the same text: %.0f tokens/s (1 goroutine), %.0f tokens/s (%d goroutines)\n\n", raw1, rawN, *workers)
-	md.WriteString("| runner | wall s | input MB/s | text MB/s | tokens/s | ratio to raw (same parallelism) | ratio to raw (1 goroutine) | peak RSS MB |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&md, "anchor: raw tokenizer on the same text: %.0f tokens/s (1 goroutine), %.0f tokens/s (%d goroutines), %.1f s CPU\n\n", raw1, rawN, *workers, rawCPU.Seconds())
+	md.WriteString("| runner | wall s | input MB/s | text MB/s | tokens/s | ratio to raw (same parallelism) | ratio to raw (1 goroutine) | CPU s | CPU ratio (raw/pipeline) | peak RSS MB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range results {
-		fmt.Fprintf(&md, "| %s | %.2f | %.1f | %.1f | %.0f | %.2f | %.2f | %.0f |\n", r.Runner, r.Wall, r.InputMBs, r.TextMBs, r.TokensPerS, r.RatioToRaw, r.RatioToRaw1, r.PeakRSSMB)
+		fmt.Fprintf(&md, "| %s | %.2f | %.1f | %.1f | %.0f | %.2f | %.2f | %.1f | %.2f | %.0f |\n", r.Runner, r.Wall, r.InputMBs, r.TextMBs, r.TokensPerS, r.RatioToRaw, r.RatioToRaw1, r.CPU, r.CPURatio, r.PeakRSSMB)
 	}
+	md.WriteString("\nOn a shared machine wall-clock ratios depend on what else runs; the CPU ratio (tokenizer CPU / whole pipeline CPU) does not.\n")
 	fmt.Print("\n" + md.String())
 	os.MkdirAll(*out, 0o755)
 	b, _ := json.MarshalIndent(map[string]any{"input_bytes": input, "tokens": rawTokens, "raw_tokens_s_1": raw1,
-		"raw_tokens_s_n": rawN, "workers": *workers, "runs": results}, "", "  ")
+		"raw_tokens_s_n": rawN, "raw_cpu_s": rawCPU.Seconds(), "workers": *workers, "runs": results}, "", "  ")
 	storage.WriteFile(ctx, filepath.Join(*out, "results.json"), b)
 	storage.WriteFile(ctx, filepath.Join(*out, "results.md"), []byte(md.String()))
 }
