@@ -73,9 +73,19 @@ func runPrepare(args []string) error {
 		r.Value.Set(defaultRunner)
 	}
 	beam.Init()
+	runner := flag.Lookup("runner").Value.String()
+	dryRun := flag.Lookup("dry_run") != nil && flag.Lookup("dry_run").Value.String() == "true"
+	if runner == "dataflow" {
+		// Remote workers cannot see this machine's disk.
+		for _, p := range append([]string{cfg.Output, cfg.Tokenizer}, inputsOf(cfg)...) {
+			if !strings.HasPrefix(p, "gs://") {
+				return usagef("--runner=dataflow needs gs:// paths for output, tokenizer and inputs; got %q", p)
+			}
+		}
+	}
 	// Beam logs its execution plan at info; keep the CLI readable unless
-	// LONGCTX_LOG=debug asks for everything.
-	if os.Getenv("LONGCTX_LOG") != "debug" {
+	// LONGCTX_LOG=debug asks for everything (or a dry run prints its job).
+	if os.Getenv("LONGCTX_LOG") != "debug" && !dryRun {
 		beamlog.SetLogger(beamLogger{min: beamlog.SevWarn})
 	}
 
@@ -84,7 +94,6 @@ func runPrepare(args []string) error {
 	if err != nil {
 		return err
 	}
-	runner := flag.Lookup("runner").Value.String()
 	fmt.Fprintf(os.Stderr, "prepare: %d input files (%.1f MB) in %d sources, runner %s, output %s\n",
 		len(plan.Tasks), float64(plan.InputBytes)/1e6, len(cfg.Sources), runner, cfg.Output)
 	start := time.Now()
@@ -94,7 +103,7 @@ func runPrepare(args []string) error {
 	if err != nil {
 		return fmt.Errorf("pipeline: %w", err)
 	}
-	if dry := flag.Lookup("dry_run"); dry != nil && dry.Value.String() == "true" {
+	if dryRun {
 		fmt.Fprintln(os.Stderr, "prepare: dry run, nothing written")
 		return nil
 	}
@@ -125,6 +134,14 @@ func (l beamLogger) Log(ctx context.Context, sev beamlog.Severity, _ int, msg st
 		level = slog.LevelError
 	}
 	slog.Log(ctx, level, "beam: "+msg)
+}
+
+func inputsOf(cfg pipelines.PrepareConfig) []string {
+	var in []string
+	for _, s := range cfg.Sources {
+		in = append(in, s.Inputs...)
+	}
+	return in
 }
 
 func flagSet(fs *flag.FlagSet, name string) bool {
