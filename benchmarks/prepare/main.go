@@ -41,7 +41,7 @@ var (
 	runners   = flag.String("runners", "direct,prism", "runners to measure")
 	workers   = flag.Int("workers", 2, "tokenizer goroutines per file (pipeline) and for the anchor")
 	tokPath   = flag.String("tokenizer", "tokenizer/testdata/tokenizer.json", "tokenizer.json")
-	out       = flag.String("out", "benchmarks/prepare/out", "where results.json/results.md go")
+	out       = flag.String("out", filepath.Join(os.TempDir(), "longctx-bench-prepare-results"), "where results.json/results.md go")
 	child     = flag.String("child", "", "internal: run the pipeline on this runner and print JSON")
 	childOut  = flag.String("child_out", "", "internal: output directory for -child")
 	childWork = flag.Int("child_workers", 2, "internal")
