@@ -62,11 +62,25 @@ func runPrepare(args []string) error {
 	// Beam keeps its options (--runner, --endpoint, --environment_type,
 	// --project, --region, --staging_location, --worker_binary, --dry_run,
 	// ...) on flag.CommandLine; share them so one command line sets both.
+	// --help lists ours in full and Beam's by name.
+	own := newFlags("prepare", "")
+	fs.VisitAll(func(f *flag.Flag) { own.Var(f.Value, f.Name, f.Usage) })
+	var beamFlags []string
 	flag.CommandLine.VisitAll(func(f *flag.Flag) {
 		if fs.Lookup(f.Name) == nil {
 			fs.Var(f.Value, f.Name, f.Usage)
+			beamFlags = append(beamFlags, "--"+f.Name)
 		}
 	})
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: longctx prepare --config FILE [flags] [Beam flags]\n\nFlags:\n")
+		own.SetOutput(w)
+		own.PrintDefaults()
+		fmt.Fprintf(w, "\nBeam flags (Beam's own documentation): %s\n", strings.Join(beamFlags, " "))
+		fmt.Fprintf(w, "\nRunners: --runner=direct (default), prism, universal --endpoint=HOST:PORT --environment_type=LOOPBACK|DOCKER|EXTERNAL,\n"+
+			"flink, spark, dataflow --project=P --region=R --staging_location=gs://... [--worker_binary=FILE] [--dry_run]\n")
+	}
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
