@@ -25,6 +25,13 @@ type DemoFile struct {
 // GSM8k-style math word problems with worked answers, plus a few
 // deliberately malformed records. The output depends only on seed.
 func GenerateDemo(ctx context.Context, dir string, seed uint64) ([]DemoFile, error) {
+	return GenerateCorpus(ctx, dir, seed, 1)
+}
+
+// GenerateCorpus is GenerateDemo with every file's good records multiplied
+// by scale (the malformed ones stay as they are); benchmarks use it to get
+// realistic file sizes.
+func GenerateCorpus(ctx context.Context, dir string, seed uint64, scale int) ([]DemoFile, error) {
 	g := &demoGen{r: rand.New(rand.NewPCG(seed, 0x6c6f6e67637478))}
 	var out []DemoFile
 	put := func(rel, format string, data []byte, records, malformed int) error {
@@ -53,17 +60,25 @@ func GenerateDemo(ctx context.Context, dir string, seed uint64) ([]DemoFile, err
 		return nil, err
 	}
 	b.Reset()
-	if err := WriteGzipMembers(&b, [][]byte{book(4, 18000), JSONLine(map[string]any{"id": "gutenberg-empty", "text": ""}), book(5, 11000)}); err != nil {
+	more := [][]byte{book(4, 18000), JSONLine(map[string]any{"id": "gutenberg-empty", "text": ""}), book(5, 11000)}
+	for i := 6; i < 6+3*(scale-1); i++ {
+		more = append(more, book(i, 8000+g.r.IntN(40000)))
+	}
+	if err := WriteGzipMembers(&b, more); err != nil {
 		return nil, err
 	}
-	if err := put("dolma/books/books-0001.json.gz", "dolma", b.Bytes(), 3, 1); err != nil {
+	if err := put("dolma/books/books-0001.json.gz", "dolma", b.Bytes(), len(more), 1); err != nil {
 		return nil, err
 	}
 
 	// The Stack: code files above and below 8k tokens, one null content.
 	for part, lang := range []string{"go", "python"} {
 		var rows []StackRow
-		for i, lines := range []int{1400, 120, 900, 60, 2000, 300, 1100} {
+		sizes := []int{1400, 120, 900, 60, 2000, 300, 1100}
+		for k := 1; k < scale; k++ {
+			sizes = append(sizes, 60+g.r.IntN(2000))
+		}
+		for i, lines := range sizes {
 			code := g.code(lang, lines)
 			name := fmt.Sprintf("%s-%d", lang, i)
 			ext := map[string]string{"go": "go", "python": "py"}[lang]
@@ -88,7 +103,7 @@ func GenerateDemo(ctx context.Context, dir string, seed uint64) ([]DemoFile, err
 	// invalid UTF-8 bytes (sanitised, not dropped).
 	for part := 0; part < 2; part++ {
 		var rows []FineWebEduRow
-		for i := 0; i < 40; i++ {
+		for i := 0; i < 40*scale; i++ {
 			text := g.edu(250 + g.r.IntN(900))
 			if part == 1 && i == 5 {
 				text += " Caf\xe9 au lait \xff\xfe costs more."
@@ -128,8 +143,8 @@ func GenerateDemo(ctx context.Context, dir string, seed uint64) ([]DemoFile, err
 		n := 0
 		for f := 0; f < 3; f++ {
 			var lines [][]byte
-			for i := 0; i < 15; i++ {
-				lines = append(lines, dclm(shard*100+f*20+i))
+			for i := 0; i < 15*scale; i++ {
+				lines = append(lines, dclm(shard*100000+f*20000+i))
 				n++
 			}
 			frames = append(frames, lines)
@@ -150,7 +165,7 @@ func GenerateDemo(ctx context.Context, dir string, seed uint64) ([]DemoFile, err
 	// FineMath: GSM8k-style word problems with worked answers.
 	for part := 0; part < 2; part++ {
 		var rows []FineMathRow
-		for i := 0; i < 60; i++ {
+		for i := 0; i < 60*scale; i++ {
 			text := g.mathPage(1 + g.r.IntN(4))
 			url := fmt.Sprintf("https://math.example.net/problems/%d/%d", part, i)
 			rows = append(rows, FineMathRow{URL: &url, FetchTime: ptrTo(int64(1700000000 + i)), ContentMimeType: ptrTo("text/html"),
@@ -205,7 +220,24 @@ var (
 		magnetism the_roman_empire cell_division probability climate plate_tectonics`)
 )
 
-func (g *demoGen) pick(list []string) string { return list[g.r.IntN(len(list))] }
+func (g *demoGen) pick(list []string) string {
+	// One word in eight is a made-up rare word (names, places, jargon), so
+	// the vocabulary has a long tail like real text, not a hundred words.
+	if g.r.IntN(8) == 0 && len(list) > 20 {
+		return g.rare()
+	}
+	return list[g.r.IntN(len(list))]
+}
+
+var demoSyllables = strings.Fields(`ka lo mi ra te shu vin dor el an qua bre tis ol um pha gri zen ost ly`)
+
+func (g *demoGen) rare() string {
+	var s strings.Builder
+	for n := 2 + g.r.IntN(3); n > 0; n-- {
+		s.WriteString(demoSyllables[g.r.IntN(len(demoSyllables))])
+	}
+	return s.String()
+}
 
 func (g *demoGen) title() string {
 	return "The " + strings.Title(g.pick(demoAdjs)) + " " + strings.Title(g.pick(demoNouns)) //nolint:staticcheck // ASCII words

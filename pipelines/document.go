@@ -5,6 +5,21 @@
 // The core is pure Go over plain types: a reader turns one file into
 // Documents and Malformed records; PrepareFile turns one file into one token
 // cache and its statistics. Beam only fans files out and combines statistics.
+//
+// Output of prepare, under the configured output directory (local or gs://):
+//
+//	manifest.json                       shards.PrepareManifest: per source its caches, inputs
+//	                                    (path, size, etag), stats; tokenizer and config hashes
+//	report.md                           read = written + dropped by reason, per source and file;
+//	                                    length histograms
+//	dead_letters.jsonl                  every dropped record (Malformed as JSON), all files
+//	<source>/<base>-<hash>.tokcache     token cache of one input file (shards format)
+//	<source>/<base>-<hash>.tokcache.json  its FileResult; present = cache complete; used to skip
+//	                                    the file when input size/etag, tokenizer and settings match
+//	dead_letters/<source>/<base>-<hash>.jsonl  the file's dropped records (only if any)
+//
+// <hash> is 12 hex digits of sha256(input path), so names are stable and a
+// retried unit of work overwrites its own outputs.
 package pipelines
 
 import (

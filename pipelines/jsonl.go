@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -119,13 +122,29 @@ func parseJSONLine(b []byte, spec *jsonSpec, file, source string, line int64) (D
 		return Document{}, &Malformed{Source: source, File: file, Unit: "line", Record: line, Records: 1,
 			Reason: reason, Detail: detail, ID: id}
 	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(b, &obj); err != nil {
+	// Decode straight into a struct holding only the fields the spec
+	// names: one pass, and the text is unquoted once (a map of raw fields
+	// scans the text twice).
+	d := spec.decoder()
+	v := reflect.New(d.typ)
+	textTypeErr := false
+	if err := json.Unmarshal(b, v.Interface()); err != nil {
 		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
+		switch {
+		case errors.As(err, &te) && te.Field == spec.text:
+			textTypeErr = true
+		case errors.As(err, &te) && te.Field == "":
 			return bad(ReasonBadJSON, "record is a JSON "+te.Value+", not an object", "")
+		default:
+			return bad(ReasonBadJSON, err.Error(), "")
 		}
-		return bad(ReasonBadJSON, err.Error(), "")
+	}
+	e := v.Elem()
+	obj := make(map[string]json.RawMessage, len(d.heads))
+	for i, h := range d.heads {
+		if raw := e.Field(i + 1).Bytes(); raw != nil {
+			obj[h] = raw
+		}
 	}
 	id := ""
 	for _, k := range spec.ids {
@@ -134,17 +153,14 @@ func parseJSONLine(b []byte, spec *jsonSpec, file, source string, line int64) (D
 			break
 		}
 	}
-	raw, ok := lookupRaw(obj, spec.text)
-	if !ok || string(raw) == "null" {
-		return bad(ReasonMissingText, fmt.Sprintf("no %q field", spec.text), id)
+	if textTypeErr {
+		return bad(ReasonWrongType, fmt.Sprintf("field %q is not a string", spec.text), id)
 	}
-	if raw[0] != '"' {
-		return bad(ReasonWrongType, fmt.Sprintf("field %q is %s, want string", spec.text, jsonKind(raw)), id)
+	tp := e.Field(0).Interface().(*string)
+	if tp == nil {
+		return bad(ReasonMissingText, fmt.Sprintf("no %q field (or null)", spec.text), id)
 	}
-	var text string
-	if err := json.Unmarshal(raw, &text); err != nil {
-		return bad(ReasonBadJSON, fmt.Sprintf("field %q: %v", spec.text, err), id)
-	}
+	text := *tp
 	if blank(text) {
 		return bad(ReasonEmptyText, fmt.Sprintf("field %q is empty", spec.text), id)
 	}
@@ -158,6 +174,37 @@ func parseJSONLine(b []byte, spec *jsonSpec, file, source string, line int64) (D
 		id = deriveFrom(meta, obj, spec.derive, text)
 	}
 	return Document{ID: id, Source: source, Text: text, Metadata: meta, File: file, Unit: "line", Record: line}, nil
+}
+
+// lineDecoder is a struct type built from a jsonSpec: field 0 is the text
+// (*string), then one json.RawMessage per top-level key the spec reads.
+type lineDecoder struct {
+	typ   reflect.Type
+	heads []string
+}
+
+var decoders sync.Map // *jsonSpec -> *lineDecoder
+
+func (spec *jsonSpec) decoder() *lineDecoder {
+	if d, ok := decoders.Load(spec); ok {
+		return d.(*lineDecoder)
+	}
+	d := &lineDecoder{}
+	fields := []reflect.StructField{{Name: "F0", Type: reflect.TypeOf((*string)(nil)), Tag: reflect.StructTag(`json:"` + spec.text + `"`)}}
+	seen := map[string]bool{spec.text: true}
+	for _, k := range slices.Concat(spec.ids, spec.meta, spec.derive) {
+		head, _, _ := strings.Cut(k, ".")
+		if seen[head] {
+			continue
+		}
+		seen[head] = true
+		d.heads = append(d.heads, head)
+		fields = append(fields, reflect.StructField{Name: fmt.Sprintf("F%d", len(fields)), Type: reflect.TypeOf(json.RawMessage{}),
+			Tag: reflect.StructTag(`json:"` + head + `"`)})
+	}
+	d.typ = reflect.StructOf(fields)
+	decoders.Store(spec, d)
+	return d
 }
 
 func deriveFrom(meta map[string]string, obj map[string]json.RawMessage, keys []string, text string) string {

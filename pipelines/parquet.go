@@ -67,81 +67,97 @@ func ReadParquet(r io.ReaderAt, size int64, f Format, file, source string, emit 
 
 	var row int64 // row number in the file, 0-based
 	for gi, rg := range pf.RowGroups() {
-		n := rg.NumRows()
-		chunks := rg.ColumnChunks()
-		readers := make([]*columnCursor, len(cols))
-		for i, c := range cols {
-			readers[i] = &columnCursor{r: parquet.NewColumnChunkValueReader(chunks[c.index])}
-		}
-		vals := make(map[string]string, len(cols))
-		var i int64
-		for ; i < n; i++ {
-			clear(vals)
-			var text string
-			hasText := false
-			var rerr error
-			for ci, c := range cols {
-				v, err := readers[ci].next()
-				if err != nil {
-					rerr = fmt.Errorf("column %q row group %d: %w", c.name, gi, err)
+		start, n := row, rg.NumRows()
+		// parquet-go reports bad pages as errors; a panic on input it did
+		// not foresee must not end the job either: the rest of the row
+		// group is dropped as corrupt, like a page error.
+		err := func() (err error) {
+			defer func() {
+				if r := recover(); r != nil {
+					err = emit.Bad(Malformed{Source: source, File: file, Unit: "row", Record: row, Records: start + n - row,
+						Reason: ReasonCorruptParquet, Detail: fmt.Sprintf("row group %d: decoder panic: %v", gi, r)})
+					row = start + n
+				}
+			}()
+			chunks := rg.ColumnChunks()
+			readers := make([]*columnCursor, len(cols))
+			for i, c := range cols {
+				readers[i] = &columnCursor{r: parquet.NewColumnChunkValueReader(chunks[c.index])}
+			}
+			vals := make(map[string]string, len(cols))
+			var i int64
+			for ; i < n; i++ {
+				clear(vals)
+				var text string
+				hasText := false
+				var rerr error
+				for ci, c := range cols {
+					v, err := readers[ci].next()
+					if err != nil {
+						rerr = fmt.Errorf("column %q row group %d: %w", c.name, gi, err)
+						break
+					}
+					if v.IsNull() {
+						continue
+					}
+					if ci == 0 {
+						text, hasText = string(v.ByteArray()), true
+						continue
+					}
+					vals[c.name] = renderValue(v)
+				}
+				if rerr != nil {
+					if e := emit.Bad(Malformed{Source: source, File: file, Unit: "row", Record: row, Records: n - i,
+						Reason: ReasonCorruptParquet, Detail: rerr.Error()}); e != nil {
+						return e
+					}
+					row += n - i
 					break
 				}
-				if v.IsNull() {
+				id := ""
+				for _, k := range spec.ids {
+					if v, ok := vals[k]; ok {
+						id = v
+						break
+					}
+				}
+				var m *Malformed
+				switch {
+				case !hasText:
+					m = &Malformed{Reason: ReasonMissingText, Detail: fmt.Sprintf("column %q is null", spec.text)}
+				case blank(text):
+					m = &Malformed{Reason: ReasonEmptyText, Detail: fmt.Sprintf("column %q is empty", spec.text)}
+				}
+				if m != nil {
+					m.Source, m.File, m.Unit, m.Record, m.Records, m.ID = source, file, "row", row, 1, id
+					if e := emit.Bad(*m); e != nil {
+						return e
+					}
+					row++
 					continue
 				}
-				if ci == 0 {
-					text, hasText = string(v.ByteArray()), true
-					continue
+				meta := make(map[string]string, len(spec.meta))
+				for _, k := range spec.meta {
+					if v, ok := vals[k]; ok {
+						meta[k] = v
+					}
 				}
-				vals[c.name] = renderValue(v)
-			}
-			if rerr != nil {
-				if e := emit.Bad(Malformed{Source: source, File: file, Unit: "row", Record: row, Records: n - i,
-					Reason: ReasonCorruptParquet, Detail: rerr.Error()}); e != nil {
-					return e
+				if id == "" {
+					id = deriveFromValues(vals, spec.derive, text)
 				}
-				row += n - i
-				break
-			}
-			id := ""
-			for _, k := range spec.ids {
-				if v, ok := vals[k]; ok {
-					id = v
-					break
-				}
-			}
-			var m *Malformed
-			switch {
-			case !hasText:
-				m = &Malformed{Reason: ReasonMissingText, Detail: fmt.Sprintf("column %q is null", spec.text)}
-			case blank(text):
-				m = &Malformed{Reason: ReasonEmptyText, Detail: fmt.Sprintf("column %q is empty", spec.text)}
-			}
-			if m != nil {
-				m.Source, m.File, m.Unit, m.Record, m.Records, m.ID = source, file, "row", row, 1, id
-				if e := emit.Bad(*m); e != nil {
+				if e := emit.Doc(Document{ID: id, Source: source, Text: text, Metadata: meta,
+					File: file, Unit: "row", Record: row}); e != nil {
 					return e
 				}
 				row++
-				continue
 			}
-			meta := make(map[string]string, len(spec.meta))
-			for _, k := range spec.meta {
-				if v, ok := vals[k]; ok {
-					meta[k] = v
-				}
+			for _, r := range readers {
+				r.r.Close()
 			}
-			if id == "" {
-				id = deriveFromValues(vals, spec.derive, text)
-			}
-			if e := emit.Doc(Document{ID: id, Source: source, Text: text, Metadata: meta,
-				File: file, Unit: "row", Record: row}); e != nil {
-				return e
-			}
-			row++
-		}
-		for _, r := range readers {
-			r.r.Close()
+			return nil
+		}()
+		if err != nil {
+			return err
 		}
 	}
 	return nil

@@ -234,21 +234,28 @@ func PrepareFile(ctx context.Context, task FileTask, tok Tokenizer, workers int)
 	if err != nil {
 		return res, err
 	}
+	// Dead letters are created at the first drop: clean files (the common
+	// case) cost no extra file.
 	dlName := deadLetterName(task.Cache)
-	dw, err := storage.Create(ctx, storage.Join(task.Output, dlName))
-	if err != nil {
-		cw.Abort()
-		return res, err
-	}
-	dead := bufio.NewWriter(dw)
+	var dw storage.Writer
+	var dead *bufio.Writer
 	abort := func(err error) (FileResult, error) {
 		cw.Abort()
-		dw.Abort()
+		if dw != nil {
+			dw.Abort()
+		}
 		return res, err
 	}
 
 	st := &res.Stats
 	writeDead := func(m Malformed) error {
+		if dw == nil {
+			w, err := storage.Create(ctx, storage.Join(task.Output, dlName))
+			if err != nil {
+				return err
+			}
+			dw, dead = w, bufio.NewWriterSize(w, 256<<10)
+		}
 		st.Drop(m.Reason, m.Records)
 		b, _ := json.Marshal(m)
 		dead.Write(b)
@@ -281,29 +288,33 @@ func PrepareFile(ctx context.Context, task FileTask, tok Tokenizer, workers int)
 	}); err != nil {
 		var ue *UnreadableError
 		if errors.As(err, &ue) {
-			cw.Abort()
-			dw.Abort()
-			return res, err
+			return abort(err)
 		}
 		return abort(fmt.Errorf("%s: %w", task.Input, err))
 	}
 	if err := st.Check(); err != nil {
 		return abort(fmt.Errorf("%s: accounting: %w", task.Input, err))
 	}
-	if err := dead.Flush(); err != nil {
-		return abort(err)
+	if dw != nil {
+		if err := dead.Flush(); err != nil {
+			return abort(err)
+		}
 	}
 	sum, err := cw.Close()
 	if err != nil {
-		dw.Abort()
+		if dw != nil {
+			dw.Abort()
+		}
 		return res, err
 	}
 	res.Cache = sum
-	if err := dw.Close(); err != nil {
-		return res, err
-	}
-	if st.Dropped() > 0 {
+	if dw != nil {
+		if err := dw.Close(); err != nil {
+			return res, err
+		}
 		res.DeadLetters = dlName
+	} else if err := storage.Remove(ctx, storage.Join(task.Output, dlName)); err != nil && !errors.Is(err, storage.ErrNotExist) {
+		return res, err // a stale file from an earlier run of a changed input
 	}
 	// The sidecar goes last: its presence means the cache is complete.
 	b, _ := json.MarshalIndent(res, "", "  ")

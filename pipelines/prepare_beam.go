@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"reflect"
 	"sort"
@@ -249,12 +250,18 @@ func WriteOutputs(ctx context.Context, out string, m *shards.PrepareManifest, fi
 		if r.DeadLetters == "" {
 			continue
 		}
-		b, err := storage.ReadFile(ctx, storage.Join(out, r.DeadLetters))
+		// Streamed: a code source's too_short letters can be large.
+		rc, err := storage.Open(ctx, storage.Join(out, r.DeadLetters))
 		if err != nil {
 			w.Abort()
 			return err
 		}
-		bw.Write(b)
+		_, err = io.Copy(bw, rc)
+		rc.Close()
+		if err != nil {
+			w.Abort()
+			return fmt.Errorf("merge dead letters %s: %w", r.DeadLetters, err)
+		}
 	}
 	if err := bw.Flush(); err != nil {
 		w.Abort()

@@ -2,6 +2,7 @@ package pipelines
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -202,5 +203,45 @@ func TestReadJSONLinesLongLine(t *testing.T) {
 	docs, bad, err := readBytes(t, "dolma", "big.json.gz", data)
 	if err != nil || len(bad) != 0 || len(docs) != 2 || docs[0].Text != long || docs[1].Record != 2 {
 		t.Fatalf("docs=%d bad=%v err=%v", len(docs), bad, err)
+	}
+}
+
+// TestReadParquetCorruptBytes flips bytes all over a parquet file: the
+// reader never panics, and every row is either a document or counted in a
+// corrupt_parquet drop, unless the footer itself is hit (unreadable file).
+func TestReadParquetCorruptBytes(t *testing.T) {
+	var rows []FineWebEduRow
+	for i := 0; i < 200; i++ {
+		rows = append(rows, FineWebEduRow{Text: ptr(strings.Repeat("text "+strings.Repeat("x", i%7), 50)), ID: ptr(string(rune('a' + i%26)))})
+	}
+	data := pq(t, rows, 50)
+	corrupt := 0
+	for off := 4; off < len(data)-8; off += 97 {
+		c := append([]byte{}, data...)
+		for i := off; i < off+16 && i < len(c)-8; i++ {
+			c[i] ^= 0xa5
+		}
+		docs, bad, err := readBytes(t, "fineweb-edu", "c.parquet", c)
+		if err != nil {
+			var ue *UnreadableError
+			if !errors.As(err, &ue) {
+				t.Fatalf("offset %d: %v is not an UnreadableError", off, err)
+			}
+			continue
+		}
+		n := int64(len(docs))
+		for _, b := range bad {
+			n += b.Records
+			if b.Reason != ReasonCorruptParquet {
+				t.Errorf("offset %d: reason %s", off, b.Reason)
+			}
+			corrupt++
+		}
+		if n != 200 {
+			t.Errorf("offset %d: %d docs + drops, want 200", off, n)
+		}
+	}
+	if corrupt == 0 {
+		t.Fatal("no corruption was detected at any offset")
 	}
 }

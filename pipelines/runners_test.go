@@ -119,7 +119,9 @@ func TestPrepareDataflowDryRun(t *testing.T) {
 	cl := &captureLog{}
 	log.SetLogger(cl)
 	t.Cleanup(func() { log.SetLogger(&log.Standard{}) })
-	setFlags(t, map[string]string{"dry_run": "true", "region": "europe-west4",
+	// Dataflow runs Docker environments; the prism runner of an earlier test
+	// in this process may have switched the global flag to loopback.
+	setFlags(t, map[string]string{"dry_run": "true", "region": "europe-west4", "environment_type": "docker",
 		"staging_location": "gs://staging/longctx", "worker_binary": exe})
 	if _, err := runWith(plan, "dataflow"); err == nil || !strings.Contains(err.Error(), "project") {
 		t.Fatalf("without --project: err = %v, want a missing-project error", err)

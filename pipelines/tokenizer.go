@@ -28,3 +28,6 @@ func loadTokenizer(ctx context.Context, path string) (*tokenizer.Tokenizer, erro
 func LoadTokenizer(ctx context.Context, path string) (*tokenizer.Tokenizer, error) {
 	return loadTokenizer(ctx, path)
 }
+
+// SanitizeUTF8 is the sanitising prepare applies before tokenizing.
+func SanitizeUTF8(s string) (string, int) { return sanitizeUTF8(s) }

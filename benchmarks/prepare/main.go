@@ -1,0 +1,269 @@
+// Benchmark prepare: the prepare pipeline over >= 200 MB of mixed-format
+// input (the five demo layouts, many seeds) on the local runners, against
+// the anchor: the raw tokenizer on exactly the same documents' text.
+//
+//	go run ./benchmarks/prepare [-mb 200] [-runners direct,prism] [-workers 2]
+//
+// Each runner runs in a child process so its peak RSS is its own. Prints
+// MB/s (input and text), tokens/s, the ratio to the raw tokenizer at the
+// same parallelism (goal >= 0.7), and peak RSS; writes results.json and
+// results.md under -out.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	_ "github.com/apache/beam/sdks/v2/go/pkg/beam/runners/direct"
+	_ "github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/x/beamx"
+
+	"longctx/pipelines"
+	"longctx/storage"
+)
+
+var (
+	corpus    = flag.String("corpus", filepath.Join(os.TempDir(), "longctx-bench-prepare"), "corpus directory (generated once, reused)")
+	mb        = flag.Int("mb", 200, "input size to generate, MB")
+	scale     = flag.Int("scale", 150, "records per generated file, as a multiple of the demo corpus (real dumps have 100 MB+ files)")
+	runners   = flag.String("runners", "direct,prism", "runners to measure")
+	workers   = flag.Int("workers", 2, "tokenizer goroutines per file (pipeline) and for the anchor")
+	tokPath   = flag.String("tokenizer", "tokenizer/testdata/tokenizer.json", "tokenizer.json")
+	out       = flag.String("out", filepath.Join(os.TempDir(), "longctx-bench-prepare-results"), "where results.json/results.md go")
+	child     = flag.String("child", "", "internal: run the pipeline on this runner and print JSON")
+	childOut  = flag.String("child_out", "", "internal: output directory for -child")
+	childWork = flag.Int("child_workers", 2, "internal")
+)
+
+func config(outDir string, w int) pipelines.PrepareConfig {
+	c := func(p string) []string {
+		return []string{filepath.Join(*corpus, fmt.Sprintf("scale-%d-seed-*", *scale), p)}
+	}
+	cfg := pipelines.DefaultPrepareConfig()
+	cfg.Output, cfg.Tokenizer, cfg.Workers, cfg.Force = outDir, *tokPath, w, true
+	cfg.Sources = []pipelines.SourceConfig{
+		{Name: "books", Format: "dolma", Inputs: c("dolma/books/*.json.gz")},
+		{Name: "code", Format: "stack", Inputs: c("the-stack-dedup/data/*/*.parquet"), MinTokens: 8192},
+		{Name: "fineweb-edu", Format: "fineweb-edu", Inputs: c("fineweb-edu/sample/10BT/*.parquet")},
+		{Name: "dclm", Format: "dclm", Inputs: c("dclm-baseline-1.0/*/*/*.jsonl.zstd")},
+		{Name: "math", Format: "finemath", Inputs: c("finemath/finemath-4plus/*.parquet")},
+	}
+	return cfg
+}
+
+type runResult struct {
+	Runner      string  `json:"runner"`
+	Wall        float64 `json:"wall_s"`
+	InputBytes  int64   `json:"input_bytes"`
+	TextBytes   int64   `json:"text_bytes"`
+	Tokens      int64   `json:"tokens"`
+	Docs        int64   `json:"docs"`
+	PeakRSSMB   float64 `json:"peak_rss_mb"`
+	InputMBs    float64 `json:"input_mb_s"`
+	TextMBs     float64 `json:"text_mb_s"`
+	TokensPerS  float64 `json:"tokens_s"`
+	RatioToRaw  float64 `json:"ratio_to_raw_tokenizer"`
+	RatioToRaw1 float64 `json:"ratio_to_raw_tokenizer_1_thread"`
+	CPU         float64 `json:"cpu_s"`            // user+sys of the run's process
+	CPURatio    float64 `json:"cpu_ratio_to_raw"` // raw tokenizer CPU / pipeline CPU on the same text
+}
+
+func runChild() {
+	flag.Set("runner", *child)
+	beam.Init()
+	ctx := context.Background()
+	plan, err := pipelines.PlanPrepare(ctx, config(*childOut, *childWork))
+	if err != nil {
+		fatal(err)
+	}
+	start := time.Now()
+	if err := beamx.Run(ctx, plan.Pipeline); err != nil {
+		fatal(err)
+	}
+	wall := time.Since(start).Seconds()
+	m, err := pipelines.ReadManifest(ctx, *childOut)
+	if err != nil {
+		fatal(err)
+	}
+	r := runResult{Runner: *child, Wall: wall, InputBytes: plan.InputBytes}
+	for _, s := range m.Sources {
+		r.TextBytes += s.Stats.TextBytes
+		r.Tokens += s.Stats.Tokens + s.Stats.DroppedTokens // the tokenizer ran on dropped-by-length docs too
+		r.Docs += s.Stats.Written
+	}
+	json.NewEncoder(os.Stdout).Encode(r)
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "bench prepare:", err)
+	os.Exit(1)
+}
+
+// ensureCorpus generates demo corpora with seeds 1, 2, ... until the input
+// reaches -mb megabytes.
+func ensureCorpus(ctx context.Context) int64 {
+	var total int64
+	for seed := uint64(1); total < int64(*mb)*1e6; seed++ {
+		dir := filepath.Join(*corpus, fmt.Sprintf("scale-%d-seed-%04d", *scale, seed))
+		if _, err := os.Stat(filepath.Join(dir, "done")); err != nil {
+			files, err := pipelines.GenerateCorpus(ctx, dir, seed, *scale)
+			if err != nil {
+				fatal(err)
+			}
+			var n int
+			for _, f := range files {
+				n += f.Bytes
+			}
+			os.WriteFile(filepath.Join(dir, "done"), []byte(fmt.Sprint(n)), 0o644)
+		}
+		b, _ := os.ReadFile(filepath.Join(dir, "done"))
+		var n int64
+		fmt.Sscan(string(b), &n)
+		total += n
+	}
+	return total
+}
+
+// anchor tokenizes every document the pipeline reads (same readers, same
+// sanitising) and times only the tokenizer: 1 goroutine, and `workers`.
+func cpuNow() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func anchor(ctx context.Context) (tok1, tokN float64, tokens int64, cpu time.Duration) {
+	tk, err := pipelines.LoadTokenizer(ctx, *tokPath)
+	if err != nil {
+		fatal(err)
+	}
+	tasks, err := pipelines.ListTasks(ctx, config("unused", 1), tk.Hash())
+	if err != nil {
+		fatal(err)
+	}
+	var t1, tN time.Duration
+	for _, task := range tasks {
+		f, _ := pipelines.LookupFormat(task.Format)
+		var texts []string
+		emit := pipelines.Emit{Doc: func(d pipelines.Document) error {
+			t, _ := pipelines.SanitizeUTF8(d.Text)
+			texts = append(texts, t)
+			return nil
+		}, Bad: func(pipelines.Malformed) error { return nil }}
+		data, err := os.ReadFile(task.Input)
+		if err != nil {
+			fatal(err)
+		}
+		if f.Parquet != nil {
+			pipelines.ReadParquet(bytes.NewReader(data), int64(len(data)), f, task.Input, task.Source, emit)
+		} else {
+			pipelines.ReadJSONLines(bytes.NewReader(data), f, task.Input, task.Source, emit)
+		}
+		start, c0 := time.Now(), cpuNow()
+		for _, t := range texts {
+			tokens += int64(len(tk.EncodeDoc(t)))
+		}
+		t1 += time.Since(start)
+		cpu += cpuNow() - c0
+		start = time.Now()
+		var wg sync.WaitGroup
+		next := make(chan string)
+		for w := 0; w < *workers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for t := range next {
+					tk.EncodeDoc(t)
+				}
+			}()
+		}
+		for _, t := range texts {
+			next <- t
+		}
+		close(next)
+		wg.Wait()
+		tN += time.Since(start)
+	}
+	return float64(tokens) / t1.Seconds(), float64(tokens) / tN.Seconds(), tokens, cpu
+}
+
+func main() {
+	flag.Parse()
+	if *child != "" {
+		runChild()
+		return
+	}
+	ctx := context.Background()
+	fmt.Printf("bench prepare: GOMAXPROCS %d, workers %d, load %s\n", runtime.GOMAXPROCS(0), *workers, loadavg())
+	input := ensureCorpus(ctx)
+	fmt.Printf("corpus: %.1f MB of input under %s\n", float64(input)/1e6, *corpus)
+	raw1, rawN, rawTokens, rawCPU := anchor(ctx)
+	fmt.Printf("anchor (raw tokenizer, same text): %.0f tokens/s on 1 goroutine, %.0f on %d (%d tokens, %.1f s CPU)\n", raw1, rawN, *workers, rawTokens, rawCPU.Seconds())
+
+	exe, _ := os.Executable()
+	var results []runResult
+	for _, r := range strings.Split(*runners, ",") {
+		dir, _ := os.MkdirTemp("", "bench-prepare-out-")
+		cmd := exec.Command(exe, "-child="+r, "-child_out="+dir, fmt.Sprint("-child_workers=", *workers),
+			"-corpus="+*corpus, "-tokenizer="+*tokPath, fmt.Sprint("-scale=", *scale))
+		var stdout bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, nil
+		if err := cmd.Run(); err != nil {
+			fatal(fmt.Errorf("runner %s: %v", r, err))
+		}
+		os.RemoveAll(dir)
+		var res runResult
+		if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+			fatal(fmt.Errorf("runner %s output %q: %v", r, stdout.String(), err))
+		}
+		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+		res.PeakRSSMB = float64(ru.Maxrss) / 1024
+		res.CPU = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+		res.CPURatio = rawCPU.Seconds() / res.CPU
+		res.InputMBs = float64(res.InputBytes) / 1e6 / res.Wall
+		res.TextMBs = float64(res.TextBytes) / 1e6 / res.Wall
+		res.TokensPerS = float64(res.Tokens) / res.Wall
+		res.RatioToRaw = res.TokensPerS / rawN
+		res.RatioToRaw1 = res.TokensPerS / raw1
+		if res.Tokens != rawTokens {
+			fatal(fmt.Errorf("runner %s tokenized %d tokens, anchor %d", r, res.Tokens, rawTokens))
+		}
+		results = append(results, res)
+	}
+	var md strings.Builder
+	fmt.Fprintf(&md, "# prepare benchmark\n\n%.1f MB input (5 formats), %d tokens; workers %d; GOMAXPROCS %d; load %s\n\n",
+		float64(input)/1e6, rawTokens, *workers, runtime.GOMAXPROCS(0), loadavg())
+	fmt.Fprintf(&md, "anchor: raw tokenizer on the same text: %.0f tokens/s (1 goroutine), %.0f tokens/s (%d goroutines), %.1f s CPU\n\n", raw1, rawN, *workers, rawCPU.Seconds())
+	md.WriteString("| runner | wall s | input MB/s | text MB/s | tokens/s | ratio to raw (same parallelism) | ratio to raw (1 goroutine) | CPU s | CPU ratio (raw/pipeline) | peak RSS MB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range results {
+		fmt.Fprintf(&md, "| %s | %.2f | %.1f | %.1f | %.0f | %.2f | %.2f | %.1f | %.2f | %.0f |\n", r.Runner, r.Wall, r.InputMBs, r.TextMBs, r.TokensPerS, r.RatioToRaw, r.RatioToRaw1, r.CPU, r.CPURatio, r.PeakRSSMB)
+	}
+	md.WriteString("\nOn a shared machine wall-clock ratios depend on what else runs; the CPU ratio (tokenizer CPU / whole pipeline CPU) does not.\n")
+	fmt.Print("\n" + md.String())
+	os.MkdirAll(*out, 0o755)
+	b, _ := json.MarshalIndent(map[string]any{"input_bytes": input, "tokens": rawTokens, "raw_tokens_s_1": raw1,
+		"raw_tokens_s_n": rawN, "raw_cpu_s": rawCPU.Seconds(), "workers": *workers, "runs": results}, "", "  ")
+	storage.WriteFile(ctx, filepath.Join(*out, "results.json"), b)
+	storage.WriteFile(ctx, filepath.Join(*out, "results.md"), []byte(md.String()))
+}
+
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
