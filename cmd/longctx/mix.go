@@ -74,8 +74,8 @@ func runMix(args []string) error {
 		for _, w := range r.Plan.Warnings {
 			fmt.Fprintf(os.Stderr, "  warning: %s\n", w)
 		}
-		fmt.Printf("  packing: %d sequences of %d in %d shards, fill %.3f%% (%d pad tokens), %d documents split\n",
-			m.Packing.Sequences, m.SeqLen, len(m.Shards), 100*m.Packing.Fill(), m.Packing.Pad, m.SplitDocs)
+		fmt.Printf("  packing: %d sequences of %d in %d shards, fill %.3f%% (%d pad tokens), %d documents split, %d pieces cut to fill gaps\n",
+			m.Packing.Sequences, m.SeqLen, len(m.Shards), 100*m.Packing.Fill(), m.Packing.Pad, m.SplitDocs, m.Packing.Cuts)
 		fmt.Printf("  report: %s, %s, %s\n", r.Report.Markdown, r.Report.JSON, r.Report.PNG)
 	}
 	fmt.Printf("mix done in %s\n", time.Since(start).Round(time.Millisecond))
