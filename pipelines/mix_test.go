@@ -3,6 +3,7 @@ package pipelines
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -238,6 +239,14 @@ func checkMix(t *testing.T, res MixResult, prep string) {
 
 // The Beam pipeline writes the same bytes as the in-process executor.
 func TestMixBeamMatchesLocal(t *testing.T) {
+	// In-process prism sets the global endpoint and environment flags; put
+	// them back so later tests (e.g. a Dataflow dry run) see them unset.
+	for _, name := range []string{"endpoint", "environment_type"} {
+		if f := flag.Lookup(name); f != nil {
+			old := f.Value.String()
+			t.Cleanup(func() { flag.Set(name, old) })
+		}
+	}
 	ctx := context.Background()
 	tmp := t.TempDir()
 	prep := writeFixture(t, tmp, demoSources)
