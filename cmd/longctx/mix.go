@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"longctx/config"
@@ -44,11 +46,26 @@ func runMix(args []string) error {
 			return err
 		}
 	}
-	fs := newFlags("mix", "mix --config FILE [flags]")
+	fs := newFlags("mix", "mix --config FILE [flags] [Beam flags: --endpoint, --project, --region, ...]")
 	fs.String("config", "", "YAML config file (mixture sources, weights and sweep points come from it)")
 	config.BindFlags(fs, "", &cfg)
+	// Beam keeps its runner options on flag.CommandLine; share them (our
+	// -runner comes from the config and wins) so one command line sets both.
+	flag.CommandLine.VisitAll(func(f *flag.Flag) {
+		if fs.Lookup(f.Name) == nil {
+			fs.Var(f.Value, f.Name, f.Usage)
+		}
+	})
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
+	}
+	if cfg.Runner == "dataflow" {
+		// Remote workers cannot see this machine's disk.
+		for _, p := range []string{cfg.Prepare, cfg.Output} {
+			if !strings.HasPrefix(p, "gs://") {
+				return usagef("runner dataflow needs gs:// paths for prepare and output; got %q", p)
+			}
+		}
 	}
 	if cfg.Prepare == "" || cfg.Output == "" {
 		return usagef("prepare and output are required (in --config or as -prepare/-output)")
