@@ -124,7 +124,7 @@ func TestMixDeterministicAcrossWorkers(t *testing.T) {
 	for i, o := range []MixOptions{
 		{Workers: 1},
 		{Workers: 3},
-		{Workers: 2, MemoryTokens: 20_000}, // groups in waves
+		{Workers: 2, MemoryTokens: 20_000}, // pieces spilled to disk
 	} {
 		o.Spec, o.Prepare, o.Output, o.GroupTokens, o.ChunkTokens, o.Quiet = demoSpec(), prep, filepath.Join(tmp, fmt.Sprint("out", i)), 16_000, 2048, true
 		res, err := Mix(ctx, o)
@@ -137,7 +137,7 @@ func TestMixDeterministicAcrossWorkers(t *testing.T) {
 		trees = append(trees, readTree(t, o.Output))
 	}
 	sameTree(t, "workers 1 vs 3", trees[0], trees[1])
-	sameTree(t, "workers 1 vs waves", trees[0], trees[2])
+	sameTree(t, "in memory vs spilled", trees[0], trees[2])
 }
 
 // checkMix checks a mix result against its plan and the shard files.

@@ -22,7 +22,7 @@ type mixConfig struct {
 	Workers      int          `yaml:"workers" help:"in-process workers (0 = all CPUs)"`
 	GroupTokens  int64        `yaml:"group_tokens" help:"tokens per packing group and shard; bounds a packing step's memory"`
 	ChunkTokens  int          `yaml:"chunk_tokens" help:"tokens per independently readable shard chunk"`
-	MemoryTokens int64        `yaml:"memory_tokens" help:"tokens the in-process executor holds at once (groups run in waves)"`
+	MemoryTokens int64        `yaml:"memory_tokens" help:"above this budget the in-process executor spills pieces to local temp files per group"`
 	Mixture      mixture.Spec `yaml:"mixture"`
 }
 
