@@ -24,6 +24,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
@@ -45,8 +47,9 @@ type MixOptions struct {
 	GroupTokens int64
 	// ChunkTokens sizes the shards' independently readable chunks. Default 65536.
 	ChunkTokens int
-	// MemoryTokens bounds the tokens the in-process executor holds at once; groups
-	// are processed in waves that each re-read the caches. Default 512Mi.
+	// MemoryTokens: when the budget is larger, the in-process executor spills
+	// pieces to one local temp file per group instead of holding them; memory
+	// is then about workers x GroupTokens. Default 512Mi.
 	MemoryTokens int64
 	Workers      int    // in-process workers; 0 = GOMAXPROCS
 	Runner       string // "" or "local": in-process; a Beam runner name (prism, direct, dataflow, ...) runs on Beam
@@ -251,10 +254,8 @@ func (c *selectCounts) merge(o selectCounts) {
 }
 
 // selectFile reads one token cache and emits the pieces the plan takes from
-// it, with their packing group; keep filters groups (nil keeps all). Counts
-// cover every taken piece whatever keep says, so a wave's counts are the
-// file's counts.
-func selectFile(ctx context.Context, job mixJob, f cacheFile, keep func(g int) bool, emit func(g int, p shards.Piece) error) (selectCounts, error) {
+// it, with their packing group.
+func selectFile(ctx context.Context, job mixJob, f cacheFile, emit func(g int, p shards.Piece) error) (selectCounts, error) {
 	counts := newSelectCounts()
 	sp, err := job.source(f.Source)
 	if err != nil {
@@ -276,9 +277,6 @@ func selectFile(ctx context.Context, job mixJob, f cacheFile, keep func(g int) b
 				counts.SplitDocs++
 			}
 			g := job.group(f.Source, e.ID, tk.Rep)
-			if keep != nil && !keep(g) {
-				continue
-			}
 			// Copy: the cache's block buffer must not stay alive for a
 			// few sampled documents.
 			own := append([]uint32(nil), tokens[:tk.Tokens]...)
@@ -396,76 +394,200 @@ func assembleManifest(opt MixOptions, idx *mixIndex, job mixJob, counts selectCo
 }
 
 // runLocal is the in-process executor: select over files with a worker
-// pool, then pack each group, in waves of groups that fit MemoryTokens.
+// pool, then pack each group. Pieces wait for packing in memory when the
+// budget fits MemoryTokens, else in one spill file per group under the
+// system temp directory, so memory stays about workers x GroupTokens.
 func runLocal(ctx context.Context, opt MixOptions, job mixJob, files []cacheFile) (selectCounts, []groupResult, error) {
-	perWave := max(1, int(opt.MemoryTokens/opt.GroupTokens))
 	counts := newSelectCounts()
-	var results []groupResult
-	total := job.Plan.Total
+	var store pieceStore = &memStore{buckets: make([][]shards.Piece, job.Groups)}
+	if job.Plan.Total > opt.MemoryTokens {
+		sp, err := newSpillStore(job.Groups)
+		if err != nil {
+			return counts, nil, err
+		}
+		store = sp
+	}
+	defer store.close()
 	var bar *progress.Bar
 	if !opt.Quiet {
-		bar = progress.New("mix "+job.Plan.Name, total, progress.Options{Unit: "tokens"})
+		bar = progress.New("mix "+job.Plan.Name, 2*job.Plan.Total, progress.Options{Unit: "tokens"})
+		defer bar.Done()
 	}
-	for lo := 0; lo < job.Groups; lo += perWave {
-		hi := min(lo+perWave, job.Groups)
-		buckets := make([][]shards.Piece, hi-lo)
-		var mu sync.Mutex
-		keep := func(g int) bool { return g >= lo && g < hi }
-		fileCounts := make([]selectCounts, len(files))
-		err := parallel(ctx, opt.Workers, len(files), func(i int) error {
-			var local [][]shards.Piece = make([][]shards.Piece, hi-lo)
-			c, err := selectFile(ctx, job, files[i], keep, func(g int, p shards.Piece) error {
-				local[g-lo] = append(local[g-lo], p)
-				return nil
-			})
-			if err != nil {
-				return err
+	// Workers hand pieces to the store in batches of about flushTokens.
+	const flushTokens = 4 << 20
+	fileCounts := make([]selectCounts, len(files))
+	err := parallel(ctx, opt.Workers, len(files), func(i int) error {
+		local := map[int][]shards.Piece{}
+		var held int
+		flush := func() error {
+			for g, ps := range local {
+				if err := store.add(g, ps); err != nil {
+					return err
+				}
 			}
-			mu.Lock()
-			for k := range local {
-				buckets[k] = append(buckets[k], local[k]...)
-			}
-			mu.Unlock()
-			fileCounts[i] = c
+			clear(local)
+			held = 0
 			return nil
-		})
-		if err != nil {
-			return counts, nil, err
 		}
-		if lo == 0 {
-			for _, c := range fileCounts {
-				counts.merge(c)
-			}
-		}
-		wave := make([]*groupResult, hi-lo)
-		err = parallel(ctx, opt.Workers, hi-lo, func(k int) error {
-			if len(buckets[k]) == 0 {
-				return nil
-			}
-			r, err := packGroup(ctx, job, lo+k, buckets[k])
-			if err != nil {
-				return err
-			}
-			buckets[k] = nil
-			wave[k] = &r
+		c, err := selectFile(ctx, job, files[i], func(g int, p shards.Piece) error {
+			local[g] = append(local[g], p)
+			held += len(p.Tokens)
 			if bar != nil {
-				bar.Add(r.Pack.Real)
+				bar.Add(int64(len(p.Tokens)))
+			}
+			if held >= flushTokens {
+				return flush()
 			}
 			return nil
 		})
 		if err != nil {
-			return counts, nil, err
+			return err
 		}
-		for _, r := range wave {
-			if r != nil {
-				results = append(results, *r)
-			}
+		fileCounts[i] = c
+		return flush()
+	})
+	if err != nil {
+		return counts, nil, err
+	}
+	for _, c := range fileCounts {
+		counts.merge(c)
+	}
+	results := make([]*groupResult, job.Groups)
+	err = parallel(ctx, opt.Workers, job.Groups, func(g int) error {
+		pieces, err := store.take(g)
+		if err != nil || len(pieces) == 0 {
+			return err
+		}
+		r, err := packGroup(ctx, job, g, pieces)
+		if err != nil {
+			return err
+		}
+		results[g] = &r
+		if bar != nil {
+			bar.Add(r.Pack.Real)
+		}
+		return nil
+	})
+	if err != nil {
+		return counts, nil, err
+	}
+	var out []groupResult
+	for _, r := range results {
+		if r != nil {
+			out = append(out, *r)
 		}
 	}
-	if bar != nil {
-		bar.Done()
+	return counts, out, nil
+}
+
+// pieceStore holds selected pieces by packing group until they are packed.
+// The order pieces arrive in does not matter: Pack sorts them.
+type pieceStore interface {
+	add(g int, ps []shards.Piece) error
+	take(g int) ([]shards.Piece, error) // all pieces of g, once
+	close() error
+}
+
+type memStore struct {
+	mu      sync.Mutex
+	buckets [][]shards.Piece
+}
+
+func (m *memStore) add(g int, ps []shards.Piece) error {
+	m.mu.Lock()
+	m.buckets[g] = append(m.buckets[g], ps...)
+	m.mu.Unlock()
+	return nil
+}
+
+func (m *memStore) take(g int) ([]shards.Piece, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ps := m.buckets[g]
+	m.buckets[g] = nil
+	return ps, nil
+}
+
+func (m *memStore) close() error { return nil }
+
+// spillStore appends length-prefixed piece records to one local file per
+// group.
+type spillStore struct {
+	dir   string
+	mu    []sync.Mutex
+	files []*os.File
+}
+
+func newSpillStore(groups int) (*spillStore, error) {
+	dir, err := os.MkdirTemp("", "longctx-mix-spill-")
+	if err != nil {
+		return nil, fmt.Errorf("mix spill: %w", err)
 	}
-	return counts, results, nil
+	return &spillStore{dir: dir, mu: make([]sync.Mutex, groups), files: make([]*os.File, groups)}, nil
+}
+
+func (s *spillStore) add(g int, ps []shards.Piece) error {
+	var buf []byte
+	for _, p := range ps {
+		rec := encodePiece(p)
+		buf = binary.AppendUvarint(buf, uint64(len(rec)))
+		buf = append(buf, rec...)
+	}
+	s.mu[g].Lock()
+	defer s.mu[g].Unlock()
+	if s.files[g] == nil {
+		f, err := os.Create(filepath.Join(s.dir, fmt.Sprintf("group-%05d", g)))
+		if err != nil {
+			return fmt.Errorf("mix spill: %w", err)
+		}
+		s.files[g] = f
+	}
+	if _, err := s.files[g].Write(buf); err != nil {
+		return fmt.Errorf("mix spill group %d: %w", g, err)
+	}
+	return nil
+}
+
+func (s *spillStore) take(g int) ([]shards.Piece, error) {
+	s.mu[g].Lock()
+	f := s.files[g]
+	s.files[g] = nil
+	s.mu[g].Unlock()
+	if f == nil {
+		return nil, nil
+	}
+	name := f.Name()
+	defer os.Remove(name)
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("mix spill group %d: %w", g, err)
+	}
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("mix spill group %d: %w", g, err)
+	}
+	var ps []shards.Piece
+	for len(data) > 0 {
+		n, k := binary.Uvarint(data)
+		if k <= 0 || uint64(len(data)-k) < n {
+			return nil, fmt.Errorf("mix spill group %d: %s: truncated record", g, name)
+		}
+		p, err := decodePiece(data[k : k+int(n)])
+		if err != nil {
+			return nil, fmt.Errorf("mix spill group %d: %s: %w", g, name, err)
+		}
+		ps = append(ps, p)
+		data = data[k+int(n):]
+	}
+	return ps, nil
+}
+
+func (s *spillStore) close() error {
+	for g := range s.files {
+		if f := s.files[g]; f != nil {
+			f.Close()
+		}
+	}
+	return os.RemoveAll(s.dir)
 }
 
 // parallel runs fn(0..n-1) on up to workers goroutines and returns the first

@@ -50,7 +50,7 @@ func (f *mixSelectFn) ProcessElement(ctx context.Context, file string, emit func
 	if err := json.Unmarshal([]byte(file), &cf); err != nil {
 		return fmt.Errorf("mix select: bad element %q: %w", file, err)
 	}
-	counts, err := selectFile(ctx, f.job, cf, nil, func(g int, p shards.Piece) error {
+	counts, err := selectFile(ctx, f.job, cf, func(g int, p shards.Piece) error {
 		emit(g, encodePiece(p))
 		return nil
 	})

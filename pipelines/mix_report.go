@@ -83,8 +83,8 @@ func (r MixReport) Markdown() string {
 	}
 	p := r.Packing
 	fmt.Fprintf(&b, "\n## Packing\n\n%d sequences in %d shards (%d bytes); fill **%.3f%%** (%d real, %d padding tokens); "+
-		"%d pieces, %d of them full-length; %d documents split across sequences.\n\n",
-		p.Sequences, r.Shards, r.ShardBytes, 100*r.Fill, p.Real, p.Pad, p.Pieces, p.FullPieces, r.SplitDocs)
+		"%d pieces, %d of them full-length, %d cut again to fill free space; %d documents split across sequences.\n\n",
+		p.Sequences, r.Shards, r.ShardBytes, 100*r.Fill, p.Real, p.Pad, p.Pieces, p.FullPieces, p.Cuts, r.SplitDocs)
 	b.WriteString("Document lengths (taken repetitions, tokens):\n\n")
 	b.WriteString(r.DocLengths.Markdown("tokens"))
 	b.WriteString("\n![target vs realized](mixture.png)\n")

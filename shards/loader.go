@@ -29,6 +29,7 @@ type Loader struct {
 	chunks *chunkCache
 
 	state  LoaderState
+	err    error // sticky: after a failed read, Next keeps failing
 	ctx    context.Context
 	cancel context.CancelFunc
 	queue  chan *loadJob
@@ -129,6 +130,9 @@ func (l *Loader) State() LoaderState { return l.state }
 // Next returns the next sequence; after the last sequence of an epoch comes
 // the first of the next epoch, in a new order. The sequence is the caller's.
 func (l *Loader) Next() (Sequence, error) {
+	if l.err != nil {
+		return Sequence{}, l.err
+	}
 	j, ok := <-l.queue
 	if !ok {
 		return Sequence{}, fmt.Errorf("loader closed: %w", context.Cause(l.ctx))
@@ -139,7 +143,9 @@ func (l *Loader) Next() (Sequence, error) {
 		return Sequence{}, context.Cause(l.ctx)
 	}
 	if j.err != nil {
-		return Sequence{}, j.err
+		// Never skip a sequence: the state stays at the one that failed.
+		l.err = fmt.Errorf("loader at epoch %d position %d: %w", j.state.Epoch, j.state.Position, j.err)
+		return Sequence{}, l.err
 	}
 	l.state = j.state
 	l.state.Position++

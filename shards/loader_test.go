@@ -2,7 +2,10 @@ package shards
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"longctx/storage/gcstest"
@@ -98,5 +101,33 @@ func TestLoaderGCS(t *testing.T) {
 		if !reflect.DeepEqual(got[p], seqs[g]) {
 			t.Fatalf("gs:// position %d: not sequence %d", p, g)
 		}
+	}
+}
+
+// A corrupt chunk fails Next with the shard and chunk named, and the loader
+// does not skip past it.
+func TestLoaderCorruptChunk(t *testing.T) {
+	ctx := context.Background()
+	dir, _ := testDir(t, 64, 2, 1)
+	m, _ := ReadManifest(ctx, dir)
+	path := filepath.Join(dir, m.Shards[0].Path)
+	data, _ := os.ReadFile(path)
+	data[len(data)-2] ^= 0xff // inside the last chunk
+	os.WriteFile(path, data, 0o644)
+	l, err := OpenLoader(ctx, dir, 1, LoaderState{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var failed error
+	for i := int64(0); i < l.Len() && failed == nil; i++ {
+		_, failed = l.Next()
+	}
+	if failed == nil || !strings.Contains(failed.Error(), "shard-00000.lcs chunk") {
+		t.Fatalf("corrupt chunk: %v", failed)
+	}
+	st := l.State()
+	if _, err := l.Next(); err == nil || l.State() != st {
+		t.Errorf("after a failure Next = %v, state %+v -> %+v", err, st, l.State())
 	}
 }

@@ -39,6 +39,8 @@ type PackStats struct {
 	Pieces    int64 `json:"pieces"`
 	// FullPieces are pieces of exactly seq_len tokens (from split documents).
 	FullPieces int64 `json:"full_pieces"`
+	// Cuts are pieces cut again to fill another sequence's free space.
+	Cuts int64 `json:"cuts"`
 }
 
 // Add accumulates o into s.
@@ -48,6 +50,7 @@ func (s *PackStats) Add(o PackStats) {
 	s.Pad += o.Pad
 	s.Pieces += o.Pieces
 	s.FullPieces += o.FullPieces
+	s.Cuts += o.Cuts
 }
 
 // Fill is the fraction of sequence slots holding real tokens.
@@ -60,8 +63,10 @@ func (s PackStats) Fill() float64 {
 
 // Pack places pieces into sequences of exactly seqLen tokens by best-fit
 // decreasing: longest piece first, each into the open sequence whose free
-// space fits it most tightly, a new sequence when none does. A sequence is
-// padded only when no remaining piece fits its free space. The result depends
+// space fits it most tightly, a new sequence when none does. Then the
+// emptiest sequences are dissolved into the others' free space while it can
+// hold them (cutting pieces as needed), so padding remains only where the
+// tokens cannot fill another sequence. The result depends
 // only on the multiset of pieces (ties broken by Order, DocID, Rep, Offset),
 // not on their input order.
 func Pack(pieces []Piece, seqLen int) ([]Sequence, PackStats, error) {
@@ -86,15 +91,15 @@ func Pack(pieces []Piece, seqLen int) ([]Sequence, PackStats, error) {
 	})
 	var st PackStats
 	type bin struct {
-		pieces []int
-		free   int
+		parts [][]uint32
+		free  int
 	}
 	var bins []bin
 	free := newFreeIndex(seqLen)
 	// open[f] holds the open bins with f free tokens (a stack: the most
 	// recently touched bin wins ties, deterministically).
 	open := make([][]int, seqLen+1)
-	for i, p := range ps {
+	for _, p := range ps {
 		n := len(p.Tokens)
 		if n == 0 {
 			continue
@@ -118,22 +123,75 @@ func Pack(pieces []Piece, seqLen int) ([]Sequence, PackStats, error) {
 			bins = append(bins, bin{free: seqLen})
 			b = len(bins) - 1
 		}
-		bins[b].pieces = append(bins[b].pieces, i)
+		bins[b].parts = append(bins[b].parts, p.Tokens)
 		bins[b].free -= n
 		if f := bins[b].free; f > 0 {
 			open[f] = append(open[f], b)
 			free.add(f, 1)
 		}
 	}
-	seqs := make([]Sequence, len(bins))
+	// Best fit leaves free space in many sequences when pieces are large
+	// relative to seq_len. While the other sequences' free space can hold
+	// the emptiest sequence, dissolve it into them, cutting a piece where no
+	// gap takes it whole (one more boundary inside that document). Padding
+	// then stays only where the tokens cannot fill another sequence.
+	var totalFree int
+	for _, b := range bins {
+		totalFree += b.free
+	}
+	dead := make([]bool, len(bins))
+	for {
+		v := -1
+		for i, b := range bins {
+			if !dead[i] && b.free > 0 && (v < 0 || b.free >= bins[v].free) {
+				v = i
+			}
+		}
+		if v < 0 || totalFree-bins[v].free < seqLen-bins[v].free {
+			break
+		}
+		dead[v] = true
+		totalFree -= bins[v].free
+		for _, part := range bins[v].parts {
+			for len(part) > 0 {
+				// Tightest gap that takes the rest whole, else the largest gap.
+				fit, big := -1, -1
+				for i, b := range bins {
+					if dead[i] || b.free == 0 {
+						continue
+					}
+					if b.free >= len(part) && (fit < 0 || b.free < bins[fit].free) {
+						fit = i
+					}
+					if big < 0 || b.free > bins[big].free {
+						big = i
+					}
+				}
+				b, n := fit, len(part)
+				if b < 0 {
+					b, n = big, bins[big].free
+					st.Cuts++
+					st.Pieces++
+				}
+				bins[b].parts = append(bins[b].parts, part[:n])
+				bins[b].free -= n
+				totalFree -= n
+				part = part[n:]
+			}
+		}
+	}
+	seqs := make([]Sequence, 0, len(bins))
 	for i, b := range bins {
-		s := Sequence{Tokens: make([]uint32, 0, seqLen), Starts: make([]uint32, 0, len(b.pieces)), Pad: uint32(b.free)}
-		for _, pi := range b.pieces {
+		if dead[i] {
+			continue
+		}
+		s := Sequence{Tokens: make([]uint32, 0, seqLen), Starts: make([]uint32, 0, len(b.parts)), Pad: uint32(b.free)}
+		for _, part := range b.parts {
 			s.Starts = append(s.Starts, uint32(len(s.Tokens)))
-			s.Tokens = append(s.Tokens, ps[pi].Tokens...)
+			s.Tokens = append(s.Tokens, part...)
 		}
 		s.Tokens = s.Tokens[:seqLen] // padding tokens are zero
-		seqs[i] = s
+		seqs = append(seqs, s)
 		st.Pad += int64(b.free)
 	}
 	st.Sequences = int64(len(seqs))

@@ -162,3 +162,38 @@ func TestPackFillRealistic(t *testing.T) {
 		t.Errorf("fill %.4f < 0.995 (%+v)", st.Fill(), st)
 	}
 }
+
+// Pieces too large to pair leave a sequence each after best fit; dissolving
+// the emptiest sequences into the others' gaps reaches the fewest sequences.
+func TestPackDissolve(t *testing.T) {
+	var ps []Piece
+	want := map[uint32]int{}
+	for d := 0; d < 5; d++ {
+		toks := docTokens(d, 6)
+		for _, v := range toks {
+			want[v]++
+		}
+		ps = append(ps, Piece{Source: "s", DocID: fmt.Sprint(d), Tokens: toks})
+	}
+	seqs, st, err := Pack(ps, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seqs) != 3 || st.Pad != 0 || st.Cuts == 0 {
+		t.Fatalf("%d sequences, stats %+v; want 3 sequences without padding", len(seqs), st)
+	}
+	got := map[uint32]int{}
+	var starts int64
+	for _, s := range seqs {
+		if err := s.Validate(10); err != nil {
+			t.Fatal(err)
+		}
+		starts += int64(len(s.Starts))
+		for _, v := range s.Tokens {
+			got[v]++
+		}
+	}
+	if !reflect.DeepEqual(got, want) || starts != st.Pieces {
+		t.Errorf("tokens or pieces changed: %d starts, %d pieces", starts, st.Pieces)
+	}
+}

@@ -46,9 +46,11 @@ func main() {
 	beamTokens := flag.Int64("beam-tokens", 10_000_000, "tokens of caches for the Beam run (prism keeps everything in memory)")
 	seqLen := flag.Int("seq-len", 16384, "sequence length of the realistic mix")
 	runner := flag.String("runner", "local", "internal: runner of a mix phase")
+	memTokens := flag.Int64("memory-tokens", 0, "internal: MixOptions.MemoryTokens of a mix phase (0 = default)")
+	groupTokens := flag.Int64("group-tokens", 0, "internal: MixOptions.GroupTokens of a mix phase (0 = default)")
 	flag.Parse()
 	if *phase != "" {
-		if err := child(*phase, *dir, *tokens, *workers, *seqLen, *runner); err != nil {
+		if err := child(*phase, *dir, *tokens, *workers, *seqLen, *runner, *memTokens, *groupTokens); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -85,6 +87,8 @@ func main() {
 	}
 	show("anchor: read+decode caches", read)
 	show("mix (local executor)", mix)
+	spill := run("-phase", "mix", "-dir", d("big"), "-tokens", tk(*tokens), "-workers", w, "-seq-len", strconv.Itoa(*seqLen), "-memory-tokens", "16777216", "-group-tokens", "8388608")
+	show("mix (local, spilled, 8Mi groups)", spill)
 	fmt.Printf("ratio mix/anchor throughput: %.3f\n", (float64(mix.Tokens)/mix.Seconds)/(float64(read.Tokens)/read.Seconds))
 	fmt.Printf("realistic fill (seq_len %d): %.4f%% over %d sequences, %d documents split, shards %.1f MB\n",
 		*seqLen, 100*mix.Fill, mix.Seqs, mix.Split, mix.ShardsMB)
@@ -145,7 +149,7 @@ var demoLike = []benchSource{
 	{"math", 0.2, 250, 1, 20},
 }
 
-func child(phase, dir string, tokens int64, workers, seqLen int, runner string) error {
+func child(phase, dir string, tokens int64, workers, seqLen int, runner string, memTokens, groupTokens int64) error {
 	ctx := context.Background()
 	prep := filepath.Join(dir, "caches", "manifest.json")
 	start := time.Now()
@@ -210,7 +214,7 @@ func child(phase, dir string, tokens int64, workers, seqLen int, runner string) 
 		}
 		out := filepath.Join(dir, "out-"+runner)
 		os.RemoveAll(out)
-		opt := pipelines.MixOptions{Spec: spec, Prepare: prep, Output: out, Workers: workers, Runner: runner, Quiet: true}
+		opt := pipelines.MixOptions{Spec: spec, Prepare: prep, Output: out, Workers: workers, Runner: runner, MemoryTokens: memTokens, GroupTokens: groupTokens, Quiet: true}
 		if seqLen <= 1024 {
 			opt.GroupTokens, opt.ChunkTokens = 1<<18, 8192
 		}

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"longctx/config"
@@ -20,7 +22,7 @@ type mixConfig struct {
 	Workers      int          `yaml:"workers" help:"in-process workers (0 = all CPUs)"`
 	GroupTokens  int64        `yaml:"group_tokens" help:"tokens per packing group and shard; bounds a packing step's memory"`
 	ChunkTokens  int          `yaml:"chunk_tokens" help:"tokens per independently readable shard chunk"`
-	MemoryTokens int64        `yaml:"memory_tokens" help:"tokens the in-process executor holds at once (groups run in waves)"`
+	MemoryTokens int64        `yaml:"memory_tokens" help:"above this budget the in-process executor spills pieces to local temp files per group"`
 	Mixture      mixture.Spec `yaml:"mixture"`
 }
 
@@ -44,11 +46,26 @@ func runMix(args []string) error {
 			return err
 		}
 	}
-	fs := newFlags("mix", "mix --config FILE [flags]")
+	fs := newFlags("mix", "mix --config FILE [flags] [Beam flags: --endpoint, --project, --region, ...]")
 	fs.String("config", "", "YAML config file (mixture sources, weights and sweep points come from it)")
 	config.BindFlags(fs, "", &cfg)
+	// Beam keeps its runner options on flag.CommandLine; share them (our
+	// -runner comes from the config and wins) so one command line sets both.
+	flag.CommandLine.VisitAll(func(f *flag.Flag) {
+		if fs.Lookup(f.Name) == nil {
+			fs.Var(f.Value, f.Name, f.Usage)
+		}
+	})
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
+	}
+	if cfg.Runner == "dataflow" {
+		// Remote workers cannot see this machine's disk.
+		for _, p := range []string{cfg.Prepare, cfg.Output} {
+			if !strings.HasPrefix(p, "gs://") {
+				return usagef("runner dataflow needs gs:// paths for prepare and output; got %q", p)
+			}
+		}
 	}
 	if cfg.Prepare == "" || cfg.Output == "" {
 		return usagef("prepare and output are required (in --config or as -prepare/-output)")
@@ -74,8 +91,8 @@ func runMix(args []string) error {
 		for _, w := range r.Plan.Warnings {
 			fmt.Fprintf(os.Stderr, "  warning: %s\n", w)
 		}
-		fmt.Printf("  packing: %d sequences of %d in %d shards, fill %.3f%% (%d pad tokens), %d documents split\n",
-			m.Packing.Sequences, m.SeqLen, len(m.Shards), 100*m.Packing.Fill(), m.Packing.Pad, m.SplitDocs)
+		fmt.Printf("  packing: %d sequences of %d in %d shards, fill %.3f%% (%d pad tokens), %d documents split, %d pieces cut to fill gaps\n",
+			m.Packing.Sequences, m.SeqLen, len(m.Shards), 100*m.Packing.Fill(), m.Packing.Pad, m.SplitDocs, m.Packing.Cuts)
 		fmt.Printf("  report: %s, %s, %s\n", r.Report.Markdown, r.Report.JSON, r.Report.PNG)
 	}
 	fmt.Printf("mix done in %s\n", time.Since(start).Round(time.Millisecond))
