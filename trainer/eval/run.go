@@ -109,10 +109,17 @@ func RunPasskeyEval(s Subject, cfg PasskeyConfig, outDir string, progress Progre
 	if dataHash == "" {
 		dataHash = HashStrings(texts)
 	}
-	recs, err := RunPasskey(s.LM, s.Tok, prompts, cfg.BatchSize, func(d int) { progress.call(d, len(prompts)) })
+	fit := 0
+	for _, p := range prompts {
+		if p.Tokens+PasskeyMaxNew <= s.LM.MaxPositions() {
+			fit++
+		}
+	}
+	recs, err := RunPasskey(s.LM, s.Tok, prompts, cfg.BatchSize, func(d int) { progress.call(d, fit) })
 	if err != nil {
 		return nil, err
 	}
+	beyond := len(prompts) - fit
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -129,6 +136,10 @@ func RunPasskeyEval(s Subject, cfg PasskeyConfig, outDir string, progress Progre
 		ConfigHash: hashConfig(cfg), Config: cfg, Metrics: PasskeyMetrics(task, recs),
 		Tables: []Table{grid.Table("Accuracy (%) by length (tokens) and depth")},
 		Files:  []string{task + ".jsonl", task + ".png"},
+	}
+	if beyond > 0 {
+		r.Tables = append(r.Tables, Table{Title: "Not run", Header: []string{"prompts beyond the model's positions (scored wrong)", "model positions"},
+			Rows: [][]string{{fmt.Sprint(beyond), fmt.Sprint(s.LM.MaxPositions())}}})
 	}
 	return r, r.Write(outDir, task)
 }

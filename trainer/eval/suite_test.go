@@ -66,7 +66,7 @@ func TestSuiteEndToEndDeterministic(t *testing.T) {
 		cfg.Out = out
 		cfg.GSM8k.Train, cfg.GSM8k.Test = filepath.Join(dir, "train.jsonl"), filepath.Join(dir, "test.jsonl")
 		cfg.GSM8k.Shots, cfg.GSM8k.MaxNew, cfg.GSM8k.BatchSize = 2, 6, 3
-		cfg.Passkey.Lengths, cfg.Passkey.Depths, cfg.Passkey.Samples = []int{256, 512}, []float64{0, 1}, 1
+		cfg.Passkey.Lengths, cfg.Passkey.Depths, cfg.Passkey.Samples = []int{256, 512, 2048}, []float64{0, 1}, 1
 		cfg.NIAH.Lengths, cfg.NIAH.Depths, cfg.NIAH.Samples, cfg.NIAH.Distractors = []int{512}, []float64{0.5}, 2, 2
 		cfg.PPL.Data, cfg.PPL.Window, cfg.PPL.Buckets = []string{filepath.Join(dir, "doc.txt")}, 512, []int{128, 512}
 		cfg.Select = eval.SelectConfig{Weights: map[string]float64{"gsm8k_flexible": 1, "passkey_acc": 1, "loss": 1}}
@@ -104,6 +104,17 @@ func TestSuiteEndToEndDeterministic(t *testing.T) {
 	recs, _ := os.ReadFile(filepath.Join(dir, "out1", "ckpt-a", "gsm8k.jsonl"))
 	if n := bytes.Count(recs, []byte("\n")); n != 4 || !bytes.Contains(recs, []byte(`"extracted_flexible"`)) {
 		t.Errorf("gsm8k.jsonl: %d records", n)
+	}
+
+	// 2048-token prompts exceed the model's 1024 positions: not run, scored
+	// wrong, reported.
+	pk, _ := os.ReadFile(filepath.Join(dir, "out1", "ckpt-a", "passkey.jsonl"))
+	if n := bytes.Count(pk, []byte(`"beyond":true`)); n != 2 {
+		t.Errorf("%d prompts marked beyond, want 2", n)
+	}
+	pmd, _ := os.ReadFile(filepath.Join(dir, "out1", "ckpt-a", "passkey.md"))
+	if !bytes.Contains(pmd, []byte("| 2 | 1024 |")) {
+		t.Errorf("passkey.md does not report the prompts not run:\n%s", pmd)
 	}
 
 	run(filepath.Join(dir, "out2"))
