@@ -29,23 +29,27 @@ import (
 const maskedScore = -1e30
 
 // NaiveAttention is the reference attention: full scores, masked softmax.
+// k and v may be longer than q (a KV cache followed by the new tokens): the
+// Sq queries are then the last Sq positions of the Sk keys. doc [B, Sk] (or
+// nil) gives the document of every key position; queries take the last Sq.
 func NaiveAttention(q, k, v, doc *Node) *Node {
 	B, S, H, D := q.Shape().Dim(0), q.Shape().Dim(1), q.Shape().Dim(2), q.Shape().Dim(3)
-	Hkv := k.Shape().Dim(2)
+	Sk, Hkv := k.Shape().Dim(1), k.Shape().Dim(2)
 	G := H / Hkv
 	q5 := Reshape(q, B, S, Hkv, G, D)
 	// scores [B, Hkv, Sq, G, Sk]
 	scores := DotGeneral(q5, []int{4}, []int{0, 2}, k, []int{3}, []int{0, 2})
 	scores = MulScalar(scores, 1/math.Sqrt(float64(D)))
 	g := q.Graph()
-	qi := Iota(g, shapes.Make(dtypes.Int32, S, S), 0)
-	kj := Iota(g, shapes.Make(dtypes.Int32, S, S), 1)
-	mask := Reshape(GreaterOrEqual(qi, kj), 1, 1, S, 1, S) // causal
+	qi := AddScalar(Iota(g, shapes.Make(dtypes.Int32, S, Sk), 0), Sk-S)
+	kj := Iota(g, shapes.Make(dtypes.Int32, S, Sk), 1)
+	mask := Reshape(GreaterOrEqual(qi, kj), 1, 1, S, 1, Sk) // causal
 	if doc != nil {
-		same := Equal(Reshape(doc, B, 1, S, 1, 1), Reshape(doc, B, 1, 1, 1, S))
-		mask = LogicalAnd(BroadcastToDims(mask, B, 1, S, 1, S), same)
+		docQ := Slice(doc, AxisRange(), AxisRange(Sk-S, Sk))
+		same := Equal(Reshape(docQ, B, 1, S, 1, 1), Reshape(doc, B, 1, 1, 1, Sk))
+		mask = LogicalAnd(BroadcastToDims(mask, B, 1, S, 1, Sk), same)
 	}
-	mask = BroadcastToDims(mask, B, Hkv, S, G, S)
+	mask = BroadcastToDims(mask, B, Hkv, S, G, Sk)
 	scores = Where(mask, scores, BroadcastToDims(Scalar(g, scores.DType(), maskedScore), scores.Shape().Dimensions...))
 	m := StopGradient(ReduceAndKeep(scores, ReduceMax, 4))
 	p := Exp(Sub(scores, m))

@@ -127,3 +127,25 @@ func TestDocMaskChangesOutput(t *testing.T) {
 		t.Errorf("document mask had no effect (max diff %g)", d)
 	}
 }
+
+// Attention of the last tokens against a longer key sequence (a KV cache)
+// equals the last rows of full attention.
+func TestNaiveAttentionWithCache(t *testing.T) {
+	backend := testBackend(t)
+	const B, S, H, Hkv, D, New = 1, 9, 4, 2, 8, 3
+	rng := rand.New(rand.NewPCG(7, 8))
+	q := tensors.FromFlatDataAndDimensions(randF32(rng, B*S*H*D), B, S, H, D)
+	k := tensors.FromFlatDataAndDimensions(randF32(rng, B*S*Hkv*D), B, S, Hkv, D)
+	v := tensors.FromFlatDataAndDimensions(randF32(rng, B*S*Hkv*D), B, S, Hkv, D)
+	out, err := ExecOnceN(backend, func(q, k, v *Node) []*Node {
+		full := NaiveAttention(q, k, v, nil)
+		last := NaiveAttention(Slice(q, AxisRange(), AxisRange(S-New, S)), k, v, nil)
+		return []*Node{Slice(full, AxisRange(), AxisRange(S-New, S)), last}
+	}, q, k, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := maxAbsDiff(t, out[0], out[1]); d > 1e-6 {
+		t.Errorf("cached attention differs by %g", d)
+	}
+}

@@ -71,6 +71,9 @@ func saveCheckpoint(dir string, keep int, mc ModelConfig, sourceConfig []byte, p
 		}
 		var names []string
 		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), ".step-") {
+				os.RemoveAll(filepath.Join(dir, e.Name())) // left by a killed run
+			}
 			if e.IsDir() && strings.HasPrefix(e.Name(), "step-") {
 				names = append(names, e.Name())
 			}

@@ -142,3 +142,17 @@ func TestLRSchedule(t *testing.T) {
 		}
 	}
 }
+
+// bf16 linear layers (f32 master weights) train on the Go backend too.
+func TestTrainBF16Compute(t *testing.T) {
+	cfg := tinyTrainConfig(t, filepath.Join(t.TempDir(), "bf16"))
+	cfg.ComputeDType, cfg.Steps, cfg.GradAccum, cfg.CheckpointEvery = "bfloat16", 4, 1, 0
+	src, _ := NewTokenStream(patternTokens(400), 16, 0)
+	res, err := Train(context.Background(), cfg, src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !(res.FinalLoss < res.FirstLoss) {
+		t.Errorf("bf16 loss did not fall: %g -> %g", res.FirstLoss, res.FinalLoss)
+	}
+}
