@@ -2,12 +2,15 @@ package eval_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"longctx/shards"
+	"longctx/tokenizer"
 	"longctx/trainer"
 	"longctx/trainer/eval"
 )
@@ -135,5 +138,50 @@ func TestSuiteEndToEndDeterministic(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Perplexity reads token caches written by prepare, counts the documents
+// too short, and refuses a cache made with another tokenizer.
+func TestPPLFromTokenCache(t *testing.T) {
+	dir := t.TempDir()
+	byteModel(t, filepath.Join(dir, "m"), 3)
+	s, err := loadByteModel(filepath.Join(dir, "m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cachePath := filepath.Join(dir, "books.cache")
+	cw, err := shards.CreateCache(context.Background(), cachePath, shards.CacheHeader{Source: "books", TokenizerHash: "not-the-model-tokenizer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range []int{300, 5, 2000, 700} {
+		if err := cw.Add(fmt.Sprintf("doc-%d", i), eval.Bytes{}.Encode(strings.Repeat("abc ", n/4+1)[:n])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := cw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := eval.DefaultPPL()
+	cfg.Caches, cfg.Window, cfg.Buckets, cfg.MinTokens = []string{cachePath}, 512, []int{256, 512}, 64
+	r, err := eval.RunPPLEval(s, cfg, filepath.Join(dir, "out"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Metrics["loss@256-512"].Value <= 0 {
+		t.Errorf("metrics %+v", r.Metrics)
+	}
+	md, _ := os.ReadFile(filepath.Join(dir, "out", "ppl.md"))
+	if !bytes.Contains(md, []byte("| 3 | 1 |")) {
+		t.Errorf("want 3 scored, 1 too short:\n%s", md)
+	}
+	tok, err := tokenizer.Load(filepath.Join("..", "..", "tokenizer", "testdata", "tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Tok = tok
+	if _, err := eval.RunPPLEval(s, cfg, filepath.Join(dir, "out2"), nil); err == nil || !strings.Contains(err.Error(), "books.cache: token cache made with tokenizer") {
+		t.Errorf("tokenizer mismatch: err = %v", err)
 	}
 }
