@@ -354,6 +354,7 @@ func evalGen(args []string) error {
 	out := fs.String("out", "", "directory for train.jsonl and test.jsonl")
 	nTrain := fs.Int("train", 2000, "train problems")
 	nTest := fs.Int("test", 200, "test problems")
+	nDocs := fs.Int("docs", 0, "also write docs.jsonl: this many long documents of train problems in the few-shot layout (for eval ppl)")
 	config.BindFlags(fs, "", &g)
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
@@ -370,6 +371,12 @@ func evalGen(args []string) error {
 	}
 	if err := eval.WriteGSM8kJSONL(filepath.Join(*out, "test.jsonl"), test); err != nil {
 		return err
+	}
+	if *nDocs > 0 {
+		docs := eval.GSM8kDocuments(train, *nDocs)
+		if err := eval.WriteJSONL(filepath.Join(*out, "docs.jsonl"), docs); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(os.Stderr, "eval gen: %d train + %d test problems (seed %d) -> %s\n", len(train), len(test), g.Seed, *out)
 	return nil

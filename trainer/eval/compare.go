@@ -76,6 +76,23 @@ func covers(key, metric string) bool {
 	return metric == key || strings.HasPrefix(metric, key+"_") || strings.HasPrefix(metric, key+"@")
 }
 
+// selectMetrics returns the metrics a key names: the metric of that exact
+// name when there is one ("passkey_acc" is the overall accuracy, not also
+// each passkey_acc@length), else every metric it prefixes ("gsm8k" is
+// gsm8k_strict and gsm8k_flexible).
+func selectMetrics[V any](key string, ms map[string]V) []string {
+	if _, ok := ms[key]; ok {
+		return []string{key}
+	}
+	var out []string
+	for _, name := range sortedKeys(ms) {
+		if covers(key, name) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
 // CompareMetrics checks every metric named by maxDrop. With significant, a
 // metric fails only when the whole 95% interval of its drop exceeds the
 // limit; otherwise the point estimate decides. A key that matches no
@@ -84,12 +101,8 @@ func CompareMetrics(base, cand map[string]Metric, maxDrop map[string]Allowance, 
 	var out []Comparison
 	for _, key := range sortedKeys(maxDrop) {
 		a := maxDrop[key]
-		matched := false
-		for _, name := range sortedKeys(base) {
-			if !covers(key, name) {
-				continue
-			}
-			matched = true
+		names := selectMetrics(key, base)
+		for _, name := range names {
 			b := base[name]
 			c, ok := cand[name]
 			if !ok {
@@ -114,7 +127,7 @@ func CompareMetrics(base, cand map[string]Metric, maxDrop map[string]Allowance, 
 			}
 			out = append(out, cmp)
 		}
-		if !matched {
+		if len(names) == 0 {
 			return nil, fmt.Errorf("max-drop %s: no such metric in the baseline (have %s)", key, strings.Join(sortedKeys(base), ", "))
 		}
 	}

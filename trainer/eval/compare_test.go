@@ -126,3 +126,27 @@ func TestReportRoundTripAndRank(t *testing.T) {
 		t.Error("missing metric: want error")
 	}
 }
+
+// A key naming a metric exactly means that metric only; otherwise it covers
+// the metrics it prefixes.
+func TestExactNameBeforePrefix(t *testing.T) {
+	ms := map[string]Metric{
+		"passkey_acc": Proportion(5, 10), "passkey_acc@1024": Proportion(10, 10), "passkey_acc@2048": Proportion(0, 10),
+		"gsm8k_strict": Proportion(1, 10), "gsm8k_flexible": Proportion(2, 10),
+	}
+	for key, want := range map[string]string{
+		"passkey_acc": "passkey_acc", "passkey": "passkey_acc passkey_acc@1024 passkey_acc@2048",
+		"gsm8k": "gsm8k_flexible gsm8k_strict", "passkey_acc@2048": "passkey_acc@2048", "mmlu": "",
+	} {
+		if got := strings.Join(selectMetrics(key, ms), " "); got != want {
+			t.Errorf("%s: %q, want %q", key, got, want)
+		}
+	}
+	rs, err := Rank([]Candidate{{"a", ms}}, SelectConfig{Weights: map[string]float64{"passkey_acc": 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs[0].Score != 50 || len(rs[0].Parts) != 1 {
+		t.Errorf("score %v parts %v", rs[0].Score, rs[0].Parts)
+	}
+}

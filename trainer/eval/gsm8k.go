@@ -2,14 +2,16 @@ package eval
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"regexp"
 	"strings"
 
 	"github.com/parquet-go/parquet-go"
+
+	"longctx/storage"
 )
 
 // GSM8kExample is one record of openai/gsm8k: a question and its worked
@@ -34,7 +36,8 @@ const (
 var GSM8kStops = []string{"Question:", "</s>", "<|im_end|>"}
 
 // ReadGSM8k reads a GSM8k split from a JSON Lines file (.jsonl, .json) or a
-// parquet file (.parquet), the two forms the HF dataset ships in. Records
+// parquet file (.parquet), the two forms the HF dataset ships in; local or
+// gs:// paths. Records
 // missing a question or an answer are errors naming the file and record.
 func ReadGSM8k(path string) ([]GSM8kExample, error) {
 	var exs []GSM8kExample
@@ -42,7 +45,7 @@ func ReadGSM8k(path string) ([]GSM8kExample, error) {
 	if strings.HasSuffix(path, ".parquet") {
 		exs, err = readGSM8kParquet(path)
 	} else {
-		f, ferr := os.Open(path)
+		f, ferr := storage.Open(context.Background(), path)
 		if ferr != nil {
 			return nil, ferr
 		}
@@ -87,7 +90,12 @@ func readGSM8kJSONL(r io.Reader, name string) ([]GSM8kExample, error) {
 }
 
 func readGSM8kParquet(path string) ([]GSM8kExample, error) {
-	exs, err := parquet.ReadFile[GSM8kExample](path)
+	r, err := storage.OpenReaderAt(context.Background(), path)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	exs, err := parquet.Read[GSM8kExample](r, r.Size())
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

@@ -3,6 +3,7 @@ package eval
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 )
 
 // GSM8kGen sets the synthetic GSM8k-format generator: arithmetic word
@@ -110,4 +111,29 @@ func pronoun(name string) string {
 // GenerateGSM8kSplits is GenerateSplits of the default generator.
 func GenerateGSM8kSplits(seed uint64, nTrain, nTest int) (train, test []GSM8kExample) {
 	return DefaultGSM8kGen(seed).GenerateSplits(nTrain, nTest)
+}
+
+// Document is one {"text": ...} line of a documents file.
+type Document struct {
+	Text string `json:"text"`
+}
+
+// GSM8kDocuments splits examples into n documents, each the examples in the
+// few-shot layout ("Question: q\nAnswer: a" joined by blank lines): long
+// text for perplexity-by-position smoke runs and demo training data.
+func GSM8kDocuments(exs []GSM8kExample, n int) []Document {
+	n = max(1, min(n, len(exs)))
+	docs := make([]Document, n)
+	per := (len(exs) + n - 1) / n
+	for i := range docs {
+		var b strings.Builder
+		for j := i * per; j < min((i+1)*per, len(exs)); j++ {
+			if b.Len() > 0 {
+				b.WriteString(gsm8kShotDelim)
+			}
+			b.WriteString(gsm8kQuestion(exs[j]) + gsm8kTargetDelim + exs[j].Answer)
+		}
+		docs[i].Text = b.String()
+	}
+	return docs
 }

@@ -66,6 +66,9 @@ type PasskeyRecord struct {
 	PasskeyPrompt
 	Output  string `json:"output"`
 	Correct bool   `json:"correct"`
+	// Beyond marks a prompt longer than the model's positions: not run,
+	// scored wrong.
+	Beyond bool `json:"beyond,omitempty"`
 }
 
 // cellRand gives each (length, depth, sample) cell its own generator, so a
@@ -196,28 +199,37 @@ func ScorePasskey(output, answer string) bool {
 	return firstNumberRe.FindString(output) == answer
 }
 
-// RunPasskey generates and scores every prompt of the grid.
+// RunPasskey generates and scores every prompt of the grid. A prompt that
+// does not fit in the model's positions is not run and scores as wrong
+// (marked Beyond): a model that cannot take L tokens cannot retrieve at L.
 func RunPasskey(lm LM, tok Tokenizer, prompts []PasskeyPrompt, batch int, progress func(done int)) ([]PasskeyRecord, error) {
 	batch = max(batch, 1)
 	recs := make([]PasskeyRecord, len(prompts))
-	for start := 0; start < len(prompts); start += batch {
-		end := min(start+batch, len(prompts))
-		ids := make([][]uint32, end-start)
-		for i := range ids {
-			ids[i] = tok.Encode(prompts[start+i].Text)
-			if len(ids[i])+PasskeyMaxNew > lm.MaxPositions() {
-				return nil, fmt.Errorf("passkey: prompt of %d tokens (length %d) exceeds the model's %d positions",
-					len(ids[i]), prompts[start+i].Length, lm.MaxPositions())
-			}
+	var run []int // indices of prompts that fit
+	ids := make([][]uint32, len(prompts))
+	for i, p := range prompts {
+		ids[i] = tok.Encode(p.Text)
+		recs[i] = PasskeyRecord{PasskeyPrompt: p}
+		if len(ids[i])+PasskeyMaxNew > lm.MaxPositions() {
+			recs[i].Beyond = true
+			continue
 		}
-		outs, err := lm.Generate(ids, PasskeyMaxNew, nil)
+		run = append(run, i)
+	}
+	for start := 0; start < len(run); start += batch {
+		end := min(start+batch, len(run))
+		in := make([][]uint32, end-start)
+		for j := range in {
+			in[j] = ids[run[start+j]]
+		}
+		outs, err := lm.Generate(in, PasskeyMaxNew, nil)
 		if err != nil {
-			return nil, fmt.Errorf("passkey: prompts %d..%d: %w", start, end-1, err)
+			return nil, fmt.Errorf("passkey: prompts %d..%d: %w", run[start], run[end-1], err)
 		}
-		for i, o := range outs {
-			p := prompts[start+i]
-			text := tok.Decode(o)
-			recs[start+i] = PasskeyRecord{PasskeyPrompt: p, Output: text, Correct: ScorePasskey(text, p.Answer)}
+		for j, o := range outs {
+			r := &recs[run[start+j]]
+			r.Output = tok.Decode(o)
+			r.Correct = ScorePasskey(r.Output, r.Answer)
 		}
 		if progress != nil {
 			progress(end)

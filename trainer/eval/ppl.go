@@ -15,6 +15,9 @@ type PPLConfig struct {
 	// Data are the documents: .txt files (one document each) or JSON Lines
 	// with a "text" field.
 	Data []string `yaml:"data" help:"document files: .txt (one document each) or .jsonl with a text field"`
+	// Caches are token caches written by prepare: documents already
+	// tokenized (with the model's tokenizer).
+	Caches []string `yaml:"caches" help:"token cache files from prepare (already tokenized documents)"`
 	// Window is the number of tokens scored per document (documents are
 	// truncated to it; shorter ones are scored whole).
 	Window int `yaml:"window" help:"tokens scored per document (truncated to this)"`

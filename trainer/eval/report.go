@@ -2,6 +2,7 @@ package eval
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -12,6 +13,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"longctx/storage"
 )
 
 // Metric is one number of a report. Accuracies are percentages with N the
@@ -147,7 +150,7 @@ func ReadReport(path string) (*Report, error) {
 func HashFiles(paths ...string) (string, error) {
 	h := sha256.New()
 	for _, p := range paths {
-		f, err := os.Open(p)
+		f, err := storage.Open(context.Background(), p)
 		if err != nil {
 			return "", err
 		}

@@ -2,11 +2,16 @@ package eval
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"longctx/shards"
+	"longctx/storage"
 )
 
 // Subject is the checkpoint under evaluation: the model, its tokenizer and
@@ -109,10 +114,17 @@ func RunPasskeyEval(s Subject, cfg PasskeyConfig, outDir string, progress Progre
 	if dataHash == "" {
 		dataHash = HashStrings(texts)
 	}
-	recs, err := RunPasskey(s.LM, s.Tok, prompts, cfg.BatchSize, func(d int) { progress.call(d, len(prompts)) })
+	fit := 0
+	for _, p := range prompts {
+		if p.Tokens+PasskeyMaxNew <= s.LM.MaxPositions() {
+			fit++
+		}
+	}
+	recs, err := RunPasskey(s.LM, s.Tok, prompts, cfg.BatchSize, func(d int) { progress.call(d, fit) })
 	if err != nil {
 		return nil, err
 	}
+	beyond := len(prompts) - fit
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -130,6 +142,10 @@ func RunPasskeyEval(s Subject, cfg PasskeyConfig, outDir string, progress Progre
 		Tables: []Table{grid.Table("Accuracy (%) by length (tokens) and depth")},
 		Files:  []string{task + ".jsonl", task + ".png"},
 	}
+	if beyond > 0 {
+		r.Tables = append(r.Tables, Table{Title: "Not run", Header: []string{"prompts beyond the model's positions (scored wrong)", "model positions"},
+			Rows: [][]string{{fmt.Sprint(beyond), fmt.Sprint(s.LM.MaxPositions())}}})
+	}
 	return r, r.Write(outDir, task)
 }
 
@@ -140,7 +156,7 @@ func ReadDocuments(paths []string) ([]string, error) {
 	var docs []string
 	for _, p := range paths {
 		if strings.HasSuffix(p, ".jsonl") || strings.HasSuffix(p, ".json") {
-			f, err := os.Open(p)
+			f, err := storage.Open(context.Background(), p)
 			if err != nil {
 				return nil, err
 			}
@@ -171,7 +187,7 @@ func ReadDocuments(paths []string) ([]string, error) {
 			}
 			continue
 		}
-		b, err := os.ReadFile(p)
+		b, err := storage.ReadFile(context.Background(), p)
 		if err != nil {
 			return nil, err
 		}
@@ -180,17 +196,61 @@ func ReadDocuments(paths []string) ([]string, error) {
 	return docs, nil
 }
 
-// RunPPLEval scores documents (cfg.Data files, see ReadDocuments) and
-// writes ppl.json, ppl.md and the loss curve ppl.png to outDir.
+// errEnough stops a token cache walk once enough documents are read.
+var errEnough = errors.New("enough documents")
+
+// ReadCacheDocuments reads already tokenized documents from token caches
+// (shards format, written by prepare): those with at least minTokens
+// tokens, truncated to window, at most maxDocs in all (0 = no limit). A
+// cache made with another tokenizer than tok (when both name one) is an
+// error. It also returns how many documents were too short.
+func ReadCacheDocuments(paths []string, tok Tokenizer, window, minTokens, maxDocs int) (docs [][]uint32, short int, err error) {
+	ctx := context.Background()
+	for _, p := range paths {
+		c, err := shards.OpenCache(ctx, p)
+		if err != nil {
+			return nil, 0, err
+		}
+		h, ok := tok.(interface{ Hash() string })
+		if th := c.Header().TokenizerHash; ok && th != "" && h.Hash() != "" && th != h.Hash() {
+			c.Close()
+			return nil, 0, fmt.Errorf("%s: token cache made with tokenizer %s, the model's is %s", p, th, h.Hash())
+		}
+		err = c.ForEach(func(_ int, _ shards.CacheEntry, toks []uint32) error {
+			if maxDocs > 0 && len(docs) >= maxDocs {
+				return errEnough
+			}
+			if len(toks) < max(minTokens, 2) {
+				short++
+				return nil
+			}
+			n := len(toks)
+			if window > 0 {
+				n = min(n, window)
+			}
+			docs = append(docs, append([]uint32(nil), toks[:n]...))
+			return nil
+		})
+		c.Close()
+		if err != nil && !errors.Is(err, errEnough) {
+			return nil, 0, fmt.Errorf("%s: %w", p, err)
+		}
+	}
+	return docs, short, nil
+}
+
+// RunPPLEval scores documents (cfg.Data text files, see ReadDocuments, and
+// cfg.Caches token caches) and writes ppl.json, ppl.md and the loss curve
+// ppl.png to outDir.
 func RunPPLEval(s Subject, cfg PPLConfig, outDir string, progress Progress) (*Report, error) {
-	if len(cfg.Data) == 0 {
-		return nil, fmt.Errorf("ppl: no data files")
+	if len(cfg.Data) == 0 && len(cfg.Caches) == 0 {
+		return nil, fmt.Errorf("ppl: no data files or token caches")
 	}
 	texts, err := ReadDocuments(cfg.Data)
 	if err != nil {
 		return nil, err
 	}
-	dataHash, err := HashFiles(cfg.Data...)
+	dataHash, err := HashFiles(append(append([]string(nil), cfg.Data...), cfg.Caches...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -198,19 +258,32 @@ func RunPPLEval(s Subject, cfg PPLConfig, outDir string, progress Progress) (*Re
 	for i, t := range texts {
 		docs[i] = s.Tok.Encode(t)
 	}
+	window := min(cfg.Window, s.LM.MaxPositions())
+	if window <= 0 {
+		window = s.LM.MaxPositions()
+	}
+	cacheShort := 0
+	if left := cfg.MaxDocs - len(docs); len(cfg.Caches) > 0 && (cfg.MaxDocs == 0 || left > 0) {
+		if cfg.MaxDocs == 0 {
+			left = 0
+		}
+		cached, short, err := ReadCacheDocuments(cfg.Caches, s.Tok, window, cfg.MinTokens, left)
+		if err != nil {
+			return nil, err
+		}
+		docs = append(docs, cached...)
+		cacheShort = short
+	}
 	res, err := RunPPL(s.LM, docs, cfg, func(d int) { progress.call(d, len(docs)) })
 	if err != nil {
 		return nil, err
 	}
+	res.Skipped += cacheShort
 	if res.Scored == 0 {
 		return nil, fmt.Errorf("ppl: no document long enough (%d skipped below %d tokens)", res.Skipped, cfg.MinTokens)
 	}
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return nil, err
-	}
-	window := min(cfg.Window, s.LM.MaxPositions())
-	if window <= 0 {
-		window = s.LM.MaxPositions()
 	}
 	if err := LossCurve(filepath.Join(outDir, "ppl.png"), "mean loss by position", res.Losses.Curve(cfg.CurvePoints, window)); err != nil {
 		return nil, err

@@ -80,12 +80,8 @@ func Rank(cands []Candidate, cfg SelectConfig) ([]Ranked, error) {
 		var wsum float64
 		for _, key := range sortedKeys(cfg.Weights) {
 			w := cfg.Weights[key]
-			found := false
-			for _, name := range sortedKeys(c.Metrics) {
-				if !covers(key, name) {
-					continue
-				}
-				found = true
+			names := selectMetrics(key, c.Metrics)
+			for _, name := range names {
 				m := c.Metrics[name]
 				v := m.Value
 				if !m.HigherIsBetter {
@@ -97,7 +93,7 @@ func Rank(cands []Candidate, cfg SelectConfig) ([]Ranked, error) {
 				r.Score += w * v
 				wsum += w
 			}
-			if !found {
+			if len(names) == 0 {
 				return nil, fmt.Errorf("select: checkpoint %s has no metric %s", c.Name, key)
 			}
 		}

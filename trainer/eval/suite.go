@@ -73,8 +73,13 @@ func RunSuite(cfg SuiteConfig, load Loader, log func(format string, a ...any)) (
 		}
 		out := filepath.Join(cfg.Out, name)
 		for _, e := range cfg.Evals {
+			last := -1
 			prog := func(done, total int) {
-				log("suite: checkpoint %d/%d %s: %s %d/%d", ci+1, len(cfg.Checkpoints), name, e, done, total)
+				// About ten lines per eval, and the last.
+				if step := max(total/10, 1); done/step != last || done == total {
+					last = done / step
+					log("suite: checkpoint %d/%d %s: %s %d/%d", ci+1, len(cfg.Checkpoints), name, e, done, total)
+				}
 			}
 			var r *Report
 			switch e {

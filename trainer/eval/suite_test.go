@@ -2,12 +2,15 @@ package eval_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"longctx/shards"
+	"longctx/tokenizer"
 	"longctx/trainer"
 	"longctx/trainer/eval"
 )
@@ -66,7 +69,7 @@ func TestSuiteEndToEndDeterministic(t *testing.T) {
 		cfg.Out = out
 		cfg.GSM8k.Train, cfg.GSM8k.Test = filepath.Join(dir, "train.jsonl"), filepath.Join(dir, "test.jsonl")
 		cfg.GSM8k.Shots, cfg.GSM8k.MaxNew, cfg.GSM8k.BatchSize = 2, 6, 3
-		cfg.Passkey.Lengths, cfg.Passkey.Depths, cfg.Passkey.Samples = []int{256, 512}, []float64{0, 1}, 1
+		cfg.Passkey.Lengths, cfg.Passkey.Depths, cfg.Passkey.Samples = []int{256, 512, 2048}, []float64{0, 1}, 1
 		cfg.NIAH.Lengths, cfg.NIAH.Depths, cfg.NIAH.Samples, cfg.NIAH.Distractors = []int{512}, []float64{0.5}, 2, 2
 		cfg.PPL.Data, cfg.PPL.Window, cfg.PPL.Buckets = []string{filepath.Join(dir, "doc.txt")}, 512, []int{128, 512}
 		cfg.Select = eval.SelectConfig{Weights: map[string]float64{"gsm8k_flexible": 1, "passkey_acc": 1, "loss": 1}}
@@ -106,6 +109,17 @@ func TestSuiteEndToEndDeterministic(t *testing.T) {
 		t.Errorf("gsm8k.jsonl: %d records", n)
 	}
 
+	// 2048-token prompts exceed the model's 1024 positions: not run, scored
+	// wrong, reported.
+	pk, _ := os.ReadFile(filepath.Join(dir, "out1", "ckpt-a", "passkey.jsonl"))
+	if n := bytes.Count(pk, []byte(`"beyond":true`)); n != 2 {
+		t.Errorf("%d prompts marked beyond, want 2", n)
+	}
+	pmd, _ := os.ReadFile(filepath.Join(dir, "out1", "ckpt-a", "passkey.md"))
+	if !bytes.Contains(pmd, []byte("| 2 | 1024 |")) {
+		t.Errorf("passkey.md does not report the prompts not run:\n%s", pmd)
+	}
+
 	run(filepath.Join(dir, "out2"))
 	err = filepath.Walk(filepath.Join(dir, "out1"), func(p string, info os.FileInfo, err error) error {
 		if err != nil || info.IsDir() {
@@ -124,5 +138,50 @@ func TestSuiteEndToEndDeterministic(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Perplexity reads token caches written by prepare, counts the documents
+// too short, and refuses a cache made with another tokenizer.
+func TestPPLFromTokenCache(t *testing.T) {
+	dir := t.TempDir()
+	byteModel(t, filepath.Join(dir, "m"), 3)
+	s, err := loadByteModel(filepath.Join(dir, "m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cachePath := filepath.Join(dir, "books.cache")
+	cw, err := shards.CreateCache(context.Background(), cachePath, shards.CacheHeader{Source: "books", TokenizerHash: "not-the-model-tokenizer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range []int{300, 5, 2000, 700} {
+		if err := cw.Add(fmt.Sprintf("doc-%d", i), eval.Bytes{}.Encode(strings.Repeat("abc ", n/4+1)[:n])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := cw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := eval.DefaultPPL()
+	cfg.Caches, cfg.Window, cfg.Buckets, cfg.MinTokens = []string{cachePath}, 512, []int{256, 512}, 64
+	r, err := eval.RunPPLEval(s, cfg, filepath.Join(dir, "out"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Metrics["loss@256-512"].Value <= 0 {
+		t.Errorf("metrics %+v", r.Metrics)
+	}
+	md, _ := os.ReadFile(filepath.Join(dir, "out", "ppl.md"))
+	if !bytes.Contains(md, []byte("| 3 | 1 |")) {
+		t.Errorf("want 3 scored, 1 too short:\n%s", md)
+	}
+	tok, err := tokenizer.Load(filepath.Join("..", "..", "tokenizer", "testdata", "tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Tok = tok
+	if _, err := eval.RunPPLEval(s, cfg, filepath.Join(dir, "out2"), nil); err == nil || !strings.Contains(err.Error(), "books.cache: token cache made with tokenizer") {
+		t.Errorf("tokenizer mismatch: err = %v", err)
 	}
 }
