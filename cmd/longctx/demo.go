@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -125,6 +126,9 @@ func (d *demo) run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	if err := d.gsm8kData(ctx); err != nil {
+		return err
+	}
 	for _, f := range d.corpus {
 		fmt.Fprintf(d.log, "  %-60s %-12s %4d records (%d malformed) %8d bytes\n", f.Path, f.Format, f.Records, f.Malformed, f.Bytes)
 	}
@@ -245,23 +249,48 @@ func (d *demo) point(ctx context.Context, env recipe.Env, p recipe.Point) error 
 	return nil
 }
 
+// gsm8kData generates GSM8k-format train and test splits for the eval and
+// adds the train split to the corpus as a FineMath-layout parquet file of
+// worked problems, so the math share of a mixture is what GSM8k measures.
+// Test questions never appear in training.
+func (d *demo) gsm8kData(ctx context.Context) error {
+	c := d.cfg
+	dir := filepath.Join(c.Out, "eval-data")
+	train, test := eval.GenerateGSM8kSplits(c.Seed, c.GSM8kTrain, c.GSM8kTest)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := eval.WriteGSM8kJSONL(filepath.Join(dir, "gsm8k-train.jsonl"), train); err != nil {
+		return err
+	}
+	if err := eval.WriteGSM8kJSONL(filepath.Join(dir, "gsm8k-test.jsonl"), test); err != nil {
+		return err
+	}
+	docs := eval.GSM8kDocuments(train, max(1, len(train)/10))
+	rows := make([]pipelines.FineMathRow, len(docs))
+	for i := range docs {
+		url, warc, off, text := fmt.Sprintf("https://example.org/gsm8k-format/%d", i), "demo-gsm8k-format.warc.gz", int32(i), docs[i].Text
+		rows[i] = pipelines.FineMathRow{URL: &url, WarcFilename: &warc, WarcRecordOffset: &off, Text: &text}
+	}
+	var buf bytes.Buffer
+	if err := pipelines.WriteParquet(&buf, rows, 64); err != nil {
+		return err
+	}
+	rel := "finemath/finemath-4plus/train-gsm8k-format.parquet"
+	if err := storage.WriteFile(ctx, filepath.Join(c.Corpus, rel), buf.Bytes()); err != nil {
+		return err
+	}
+	d.corpus = append(d.corpus, pipelines.DemoFile{Path: rel, Format: "finemath", Records: len(rows), Bytes: buf.Len()})
+	return nil
+}
+
 // evalData writes the GSM8k-format splits and the perplexity documents and
 // returns the eval suite pointing at them.
 func (d *demo) evalData(ctx context.Context) (eval.SuiteConfig, error) {
 	c := d.cfg
 	ev := c.Eval
 	dir := filepath.Join(c.Out, "eval-data")
-	train, test := eval.GenerateGSM8kSplits(c.Seed, c.GSM8kTrain, c.GSM8kTest)
 	ev.GSM8k.Train, ev.GSM8k.Test = filepath.Join(dir, "gsm8k-train.jsonl"), filepath.Join(dir, "gsm8k-test.jsonl")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return ev, err
-	}
-	if err := eval.WriteGSM8kJSONL(ev.GSM8k.Train, train); err != nil {
-		return ev, err
-	}
-	if err := eval.WriteGSM8kJSONL(ev.GSM8k.Test, test); err != nil {
-		return ev, err
-	}
 	// Held-out books: the same generator with another seed, so no document
 	// was trained on.
 	held := filepath.Join(dir, "heldout")
@@ -410,7 +439,7 @@ func (d *demo) report(ctx context.Context) error {
 	w("\n")
 	for _, n := range order {
 		dir := filepath.Join(d.points[n].Dir, "eval", "final")
-		for _, f := range []string{"passkey-heatmap.png", "ppl-curve.png"} {
+		for _, f := range []string{"passkey.png", "ppl.png"} {
 			if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
 				w("![%s %s](%s) ", n, f, rel(filepath.Join(dir, f)))
 			}
