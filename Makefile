@@ -5,22 +5,42 @@ export GOTOOLCHAIN := local
 GO ?= go
 BIN := bin/longctx
 # Packages cheap enough to run under the race detector within CI time.
-RACE_PKGS := ./config/... ./storage/... ./progress/...
+RACE_PKGS := ./config/... ./storage/... ./progress/... ./mixture/... ./shards/... ./rope/...
+# The reference encoder (npm tokenizers@0.23.2) the tokenizer's golden tests compare against.
+HF_TOKENIZERS := tokenizer/testdata/gen/node_modules/.package-lock.json
 
-.PHONY: build test race bench demo lint clean
+.PHONY: build build-train test bench demo sweep lint clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/longctx
 
-test: lint
+# Trainer-only binary (no Beam): the one that travels to a GPU machine.
+build-train:
+	$(GO) build -o bin/longctx-train ./cmd/longctx-train
+
+$(HF_TOKENIZERS): tokenizer/testdata/gen/package-lock.json
+	npm ci --prefix tokenizer/testdata/gen --no-audit --no-fund
+
+test: lint $(HF_TOKENIZERS)
 	$(GO) test -count=1 -timeout 25m ./...
 	$(GO) test -count=1 -race -timeout 10m $(RACE_PKGS)
 
-bench: build
-	$(GO) run ./benchmarks
+# Each benchmark runs its anchor side by side and prints ratios; results go to out/.
+bench: build $(HF_TOKENIZERS)
+	$(GO) run ./benchmarks/tokenizer
+	$(GO) run ./benchmarks/prepare
+	$(GO) run ./benchmarks/mix
+	$(GO) run ./benchmarks/rope
+	$(GO) run ./benchmarks/trainer
+	$(GO) run ./benchmarks/eval
 
+# The whole recipe at toy scale; report in demo-out/REPORT.md.
 demo: build
-	./$(BIN) --help
+	./$(BIN) demo --config configs/demo.yaml
+
+# A 3-point math-weight sweep over the demo corpus (run after make demo).
+sweep: build
+	./$(BIN) sweep --config configs/sweeps/demo-math.yaml
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -28,4 +48,4 @@ lint:
 	$(GO) vet ./...
 
 clean:
-	rm -rf bin demo-out
+	rm -rf bin demo-out sweep-out out
