@@ -1,7 +1,10 @@
 package rope
 
 import (
+	"encoding/json"
+	"fmt"
 	"math"
+	"os"
 	"testing"
 )
 
@@ -76,5 +79,57 @@ func TestDefaultInvFreqVectors(t *testing.T) {
 	wl := Wavelengths(inv)
 	if !(wl[20] < 2048 && wl[21] > 2048) || math.Abs(wl[20]-1986.9) > 0.05 || math.Abs(wl[21]-2649.6) > 0.05 {
 		t.Errorf("λ20 = %v, λ21 = %v; want 1986.9 and 2649.6", wl[20], wl[21])
+	}
+}
+
+// testdata/hf_float32.json holds every inv_freq bit pattern from an
+// independent float32 port of HF's init functions (testdata/hf_float32.py,
+// numpy, torch scalar semantics, correctly rounded pow). InvFreq must match
+// it bit for bit. (torch's own pow is within 1 ulp of correctly rounded.)
+func TestInvFreqMatchesHFPortBitForBit(t *testing.T) {
+	data, err := os.ReadFile("testdata/hf_float32.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want map[string][]uint32
+	if err := json.Unmarshal(data, &want); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, c := range []struct {
+		s     float64
+		l0, l int
+	}{{8, 2048, 16384}, {6, 3000, 20000}} {
+		for _, base := range []float64{10000, 100000, 130000, 273000, 273768.4, 1e6} {
+			for name, p := range map[string]Params{
+				"default": {Base: base, HeadDim: 64},
+				"linear":  {Base: base, HeadDim: 64, Scaling: Scaling{Type: "linear", Factor: c.s}},
+				"yarn":    {Base: base, HeadDim: 64, MaxPositions: c.l0, Scaling: Scaling{Type: "yarn", Factor: c.s}},
+				"llama3":  {Base: base, HeadDim: 64, Scaling: Scaling{Type: "llama3", Factor: c.s, OriginalMaxPositions: c.l0, LowFreqFactor: 1, HighFreqFactor: 4}},
+				"dynamic": {Base: base, HeadDim: 64, MaxPositions: c.l0, Scaling: Scaling{Type: "dynamic", Factor: c.s}},
+			} {
+				key := fmt.Sprintf("%s %.1f s%g L0 %d", name, base, c.s, c.l0)
+				if name == "dynamic" {
+					key += fmt.Sprintf(" L %d", c.l)
+				}
+				bits, ok := want[key]
+				if !ok {
+					t.Fatalf("testdata/hf_float32.json has no %q", key)
+				}
+				got, _, err := p.InvFreq(c.l)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i, v := range got {
+					n++
+					if math.Float32bits(v) != bits[i] {
+						t.Errorf("%s pair %d: %v, HF port %v", key, i, v, math.Float32frombits(bits[i]))
+					}
+				}
+			}
+		}
+	}
+	if n != 1920 {
+		t.Fatalf("compared %d values, want 1920", n)
 	}
 }

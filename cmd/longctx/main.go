@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sort"
 	"strings"
@@ -45,7 +46,24 @@ func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(forma
 var errHelp = flag.ErrHelp
 
 func main() {
+	setupLogging()
 	os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// setupLogging sends structured log lines (log/slog, text format) to stderr.
+// LONGCTX_LOG=debug|info|warn|error sets the level (default info);
+// LONGCTX_LOG_FORMAT=json switches to JSON lines for log collectors.
+func setupLogging() {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(os.Getenv("LONGCTX_LOG"))); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
+	if os.Getenv("LONGCTX_LOG_FORMAT") == "json" {
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	}
+	slog.SetDefault(slog.New(h))
 }
 
 func runMain(args []string, stdout, stderr io.Writer) int {

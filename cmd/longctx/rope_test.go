@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// ropeRun runs the CLI in-process, capturing what the command writes to
+// os.Stdout and os.Stderr.
+func ropeRun(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	dir := t.TempDir()
+	out, err := os.Create(filepath.Join(dir, "stdout"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	errf, err := os.Create(filepath.Join(dir, "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldOut, oldErr := os.Stdout, os.Stderr
+	os.Stdout, os.Stderr = out, errf
+	code = runMain(args, out, errf)
+	os.Stdout, os.Stderr = oldOut, oldErr
+	out.Close()
+	errf.Close()
+	o, _ := os.ReadFile(out.Name())
+	e, _ := os.ReadFile(errf.Name())
+	return code, string(o), string(e)
+}
+
+func TestRopePlanCLI(t *testing.T) {
+	code, stdout, stderr := ropeRun(t, "rope", "plan", "--head-dim", "64", "--base", "10000", "--train-len", "2048", "--target-len", "16384", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var r struct {
+		CriticalDimension  int     `json:"critical_dimension"`
+		CriticalBase       float64 `json:"critical_base"`
+		MenLowerBound      float64 `json:"men_lower_bound"`
+		ExtrapolationBound float64 `json:"extrapolation_bound"`
+		Methods            []struct {
+			Method      string    `json:"method"`
+			Wavelengths []float64 `json:"wavelengths"`
+		} `json:"methods"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("plan --json: %v\n%s", err, stdout)
+	}
+	if r.CriticalDimension != 42 || math.Abs(r.CriticalBase-273768.4) > 1 || math.Abs(r.MenLowerBound-1359000) > 500 || r.ExtrapolationBound != 16384 {
+		t.Errorf("plan --json: %+v", r)
+	}
+	if len(r.Methods) < 6 || len(r.Methods[0].Wavelengths) != 32 {
+		t.Errorf("plan --json: %d methods", len(r.Methods))
+	}
+	// β0 is far below Men et al.'s bound for head_dim 64: warn.
+	if !strings.Contains(stderr, "warning") || !strings.Contains(stderr, "Men et al.") {
+		t.Errorf("no Men warning on stderr: %q", stderr)
+	}
+
+	png := filepath.Join(t.TempDir(), "wavelengths.png")
+	code, stdout, stderr = ropeRun(t, "rope", "plan", "--new-base", "2000000", "--plot", png)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if strings.Contains(stderr, "warning") {
+		t.Errorf("base 2e6 >= Men bound, but warned: %s", stderr)
+	}
+	for _, want := range []string{"critical base beta0               273768.4", "Men et al. lower bound", "abf", "yarn", "llama3"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("plan table lacks %q:\n%s", want, stdout)
+		}
+	}
+	data, err := os.ReadFile(png)
+	if err != nil || !bytes.HasPrefix(data, []byte("\x89PNG\r\n")) || len(data) < 10000 {
+		t.Errorf("plot: %d bytes, err %v", len(data), err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(png), ".*tmp*")); len(left) > 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+
+	for _, args := range [][]string{
+		{"rope", "plan", "--target-len", "1000"},
+		{"rope", "plan", "--bogus"},
+		{"rope", "plan", "extra"},
+		{"rope"},
+		{"rope", "nosuchverb"},
+	} {
+		if code, _, _ := ropeRun(t, args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+	if code, _, _ := ropeRun(t, "rope", "plan", "--plot", "/nonexistent-dir/x.png"); code != 1 {
+		t.Errorf("unwritable plot: exit %d, want 1", code)
+	}
+}
+
+type ropeFreqsOut struct {
+	InvFreq         []float64 `json:"inv_freq"`
+	AttentionFactor float64   `json:"attention_factor"`
+}
+
+func TestRopeFreqsCLI(t *testing.T) {
+	run := func(args ...string) ropeFreqsOut {
+		t.Helper()
+		code, stdout, stderr := ropeRun(t, append([]string{"rope", "freqs"}, args...)...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, stderr)
+		}
+		var o ropeFreqsOut
+		if err := json.Unmarshal([]byte(stdout), &o); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, stdout)
+		}
+		return o
+	}
+	o := run("--head-dim", "64", "--base", "10000", "--json")
+	if len(o.InvFreq) != 32 || float32(o.InvFreq[1]) != 0.749894202 || float32(o.InvFreq[31]) != 1.3335215e-04 || o.AttentionFactor != 1 {
+		t.Errorf("default: %v", o)
+	}
+	o = run("--head-dim", "64", "--base", "10000", "--type", "yarn", "--factor", "8", "--original-max", "2048", "--json")
+	if float32(o.AttentionFactor) != float32(1.2079441541679836) || math.Abs(o.InvFreq[31]/1.6669017902041553e-05-1) > 1e-6 {
+		t.Errorf("yarn: %v", o)
+	}
+	o = run("--head-dim", "64", "--base", "10000", "--type", "dynamic", "--factor", "8", "--max-positions", "2048", "--seq-len", "16384", "--float64", "--json")
+	if math.Abs(o.InvFreq[1]/0.65820151202458044-1) > 1e-12 {
+		t.Errorf("dynamic float64 at 16384: inv[1] = %v", o.InvFreq[1])
+	}
+
+	cfg := filepath.Join(t.TempDir(), "config.json")
+	smol, err := os.ReadFile("../../rope/testdata/smollm2-135m.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, smol, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o = run("--config", cfg, "--json")
+	if len(o.InvFreq) != 32 || float32(o.InvFreq[1]) != 0.697830558 {
+		t.Errorf("from config (base 100000): %v", o.InvFreq[:2])
+	}
+	o = run("--config="+cfg, "--base", "273000", "--json") // flags override the file
+	if float32(o.InvFreq[1]) != 0.67626965 {
+		t.Errorf("config + --base 273000: %v", o.InvFreq[:2])
+	}
+	code, stdout, _ := ropeRun(t, "rope", "freqs", "--head-dim", "64", "--base", "10000")
+	if code != 0 || !strings.Contains(stdout, "wavelength") || !strings.Contains(stdout, "47117.2") {
+		t.Errorf("table output (exit %d):\n%s", code, stdout)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"--json"}, 2}, // no head_dim/base
+		{[]string{"--head-dim", "64", "--base", "10000", "--type", "magic"}, 2},  // unknown type
+		{[]string{"--head-dim", "64", "--base", "10000", "--type", "linear"}, 2}, // no factor
+		{[]string{"--config", filepath.Join(t.TempDir(), "missing.json")}, 1},
+	} {
+		if code, _, _ := ropeRun(t, append([]string{"rope", "freqs"}, c.args...)...); code != c.code {
+			t.Errorf("%v: exit %d, want %d", c.args, code, c.code)
+		}
+	}
+}
+
+func TestRopeExtendCLI(t *testing.T) {
+	dir := t.TempDir()
+	smol, err := os.ReadFile("../../rope/testdata/smollm2-135m.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := filepath.Join(dir, "in.json")
+	out := filepath.Join(dir, "out.json")
+	if err := os.WriteFile(in, smol, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := ropeRun(t, "rope", "extend", "--config", in, "--base", "273000", "--max-positions", "16384", "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Replace(string(smol), `"rope_theta": 100000,`, `"rope_theta": 273000.0,`, 1)
+	want = strings.Replace(want, `"max_position_embeddings": 8192,`, `"max_position_embeddings": 16384,`, 1)
+	if string(got) != want {
+		t.Errorf("extended config:\n%s", got)
+	}
+	if !strings.Contains(stderr, "rope_theta 100000 -> 273000") {
+		t.Errorf("summary: %q", stderr)
+	}
+	// The written config feeds freqs.
+	code, stdout, _ := ropeRun(t, "rope", "freqs", "--config", out, "--json")
+	var o ropeFreqsOut
+	if code != 0 || json.Unmarshal([]byte(stdout), &o) != nil || float32(o.InvFreq[1]) != 0.67626965 {
+		t.Errorf("freqs on the extended config: exit %d %s", code, stdout)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+		t.Errorf("directory holds %d entries, want in.json and out.json only", len(entries))
+	}
+
+	yarn := filepath.Join(dir, "yarn.json")
+	os.WriteFile(yarn, []byte(`{"head_dim": 64, "rope_theta": 10000, "rope_scaling": {"rope_type": "yarn", "factor": 4}, "max_position_embeddings": 2048}`), 0o644)
+	for _, c := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"--config", in, "--base", "273000", "--out", out}, 2}, // no --max-positions
+		{[]string{"--config", yarn, "--base", "273000", "--max-positions", "16384", "--out", out}, 1},
+		{[]string{"--config", in, "--base", "273000", "--max-positions", "16384", "--out", filepath.Join(dir, "no", "such", "dir.json")}, 1},
+		{[]string{"--config", filepath.Join(dir, "missing.json"), "--base", "273000", "--max-positions", "16384", "--out", out}, 1},
+	} {
+		if code, _, _ := ropeRun(t, append([]string{"rope", "extend"}, c.args...)...); code != c.code {
+			t.Errorf("%v: exit %d, want %d", c.args, code, c.code)
+		}
+	}
+}
