@@ -114,6 +114,9 @@ type Model struct {
 	// Recompute wraps every layer in a gradient checkpoint so the backward
 	// pass recomputes activations layer by layer.
 	Recompute bool
+	// LossChunk is the number of positions whose logits exist at once in
+	// Loss (0 = defaultLossChunk).
+	LossChunk int
 	// ComputeDType, if BFloat16, runs the linear layers in bf16 (weights stay
 	// float32 masters; norms, softmax and loss stay float32).
 	ComputeDType dtypes.DType
@@ -249,9 +252,9 @@ func (m *Model) Logits(params []*Node, b Batch) *Node {
 	return m.linear(m.Hidden(params, b), m.LMHead(params))
 }
 
-// lossChunk is the number of positions whose logits are materialised at a
-// time in Loss: [B, chunk, vocab] instead of [B, S, vocab].
-const lossChunk = 2048
+// defaultLossChunk is the number of positions whose logits are materialised
+// at a time in Loss: [B, chunk, vocab] instead of [B, S, vocab].
+const defaultLossChunk = 1024
 
 // Loss returns the summed next-token cross-entropy over positions with
 // weight 1 and the number of such positions. targets [B, S] int32 holds the
@@ -263,9 +266,13 @@ func (m *Model) Loss(params []*Node, b Batch, targets, weights *Node) (sum, coun
 	h := m.Hidden(params, b)
 	head := m.LMHead(params)
 	S := h.Shape().Dim(1)
+	chunk := m.LossChunk
+	if chunk <= 0 {
+		chunk = defaultLossChunk
+	}
 	var total *Node
-	for start := 0; start < S; start += lossChunk {
-		end := min(start+lossChunk, S)
+	for start := 0; start < S; start += chunk {
+		end := min(start+chunk, S)
 		hc := Slice(h, AxisRange(), AxisRange(start, end))
 		if m.Recompute {
 			hc = hc.Checkpoint()

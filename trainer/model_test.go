@@ -205,3 +205,46 @@ func TestModelBlockEqualsNaive(t *testing.T) {
 		}
 	}
 }
+
+// The chunked loss equals the loss over all positions at once, with and
+// without recompute.
+func TestLossChunking(t *testing.T) {
+	backend := testBackend(t)
+	c := tinyConfig()
+	w := tinyWeights(t, c)
+	rng := rand.New(rand.NewPCG(4, 4))
+	hb, err := MakeBatch([]shards.Sequence{{Tokens: randomTokens(rng, 12, c.VocabSize), Starts: []uint32{0, 7}, Pad: 1}}, 12, Documents{Mask: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var losses []float32
+	for _, tc := range []struct {
+		chunk     int
+		recompute bool
+	}{{0, false}, {5, false}, {5, true}, {1, true}} {
+		m, _ := NewModel(c, 12)
+		m.BlockSize, m.LossChunk, m.Recompute = 4, tc.chunk, tc.recompute
+		n := len(w.Data)
+		args := []any{}
+		for _, x := range w.Tensors() {
+			args = append(args, x)
+		}
+		args = append(args, hb.IDs, hb.Pos, hb.Doc, hb.Targets, hb.Weights)
+		out, err := ExecOnceN(backend, func(g *Graph, in []*Node) []*Node {
+			sum, count := m.Loss(in[:n], Batch{IDs: in[n], Pos: in[n+1], Doc: in[n+2]}, in[n+3], in[n+4])
+			return []*Node{sum, count}
+		}, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		losses = append(losses, tensors.MustCopyFlatData[float32](out[0])[0])
+		if cnt := tensors.MustCopyFlatData[float32](out[1])[0]; int(cnt) != hb.Tokens || hb.Tokens != 9 {
+			t.Fatalf("count %g, batch tokens %d, want 9 (12 - 1 pad - 1 last - 1 boundary)", cnt, hb.Tokens)
+		}
+	}
+	for i, l := range losses[1:] {
+		if math.Abs(float64(l-losses[0])) > 1e-4 {
+			t.Errorf("case %d: loss %g, unchunked %g", i+1, l, losses[0])
+		}
+	}
+}

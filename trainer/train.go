@@ -46,7 +46,7 @@ type TrainConfig struct {
 	Resume          bool    `yaml:"resume" help:"continue from the latest checkpoint in out/checkpoints"`
 	ExportDType     string  `yaml:"export_dtype" help:"dtype of the final HF export: F32, BF16 or F16"`
 	LogEvery        int     `yaml:"log_every" help:"steps between progress lines"`
-	Backend         string  `yaml:"backend" help:"GoMLX backend (default $GOMLX_BACKEND or go:ops_sequential)"`
+	Backend         string  `yaml:"backend" help:"GoMLX backend (default $GOMLX_BACKEND, else go:ops_sequential,creation_order)"`
 	PeakTFLOPS      float64 `yaml:"peak_tflops" help:"accelerator peak TFLOP/s for the MFU estimate (0 = not shown)"`
 }
 

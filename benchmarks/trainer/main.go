@@ -24,6 +24,7 @@ import (
 	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
 
+	"longctx/config"
 	"longctx/trainer"
 )
 
@@ -33,6 +34,7 @@ func main() {
 	steps := flag.Int("steps", 2, "optimizer steps per length (the first compiles and is not timed)")
 	block := flag.Int("block", 512, "attention block")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile")
+	layers := flag.Int("layers", 0, "override num_hidden_layers (0 = the config's); tokens/s scales about as 1/layers")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -52,7 +54,18 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
-	fmt.Printf("model %s: %.1fM parameters\n", *model, float64(mc.NumParams())/1e6)
+	if *layers > 0 {
+		mc.NumHiddenLayers = *layers
+		data, err := config.Marshal(mc)
+		if err != nil {
+			fail(err)
+		}
+		*model = filepath.Join(os.TempDir(), fmt.Sprintf("longctx-bench-model-%dl.yaml", *layers))
+		if err := os.WriteFile(*model, data, 0o644); err != nil {
+			fail(err)
+		}
+	}
+	fmt.Printf("model %s: %.1fM parameters, %d layers\n", *model, float64(mc.NumParams())/1e6, mc.NumHiddenLayers)
 	fmt.Printf("%-8s %12s %14s %12s %10s %12s\n", "seq", "tokens/s", "train GFLOP/s", "FLOP ratio", "s/step", "peak RSS")
 	for _, s := range strings.Split(*seqs, ",") {
 		S, err := strconv.Atoi(strings.TrimSpace(s))
