@@ -383,9 +383,13 @@ func (g *Generator) TokenLosses(ids []uint32) ([]float32, error) {
 			pos := Iota(gr, shapes.Make(dtypes.Int32, 1, Sx), 1)
 			h := m.Hidden(params, Batch{IDs: ids, Pos: pos})
 			head := m.LMHead(params)
+			chunk := m.LossChunk
+			if chunk <= 0 {
+				chunk = defaultLossChunk
+			}
 			var parts []*Node
-			for start := 0; start < Sx; start += lossChunk {
-				end := min(start+lossChunk, Sx)
+			for start := 0; start < Sx; start += chunk {
+				end := min(start+chunk, Sx)
 				logits := m.linear(Slice(h, AxisRange(), AxisRange(start, end)), head) // [1, c, V]
 				lsm := LogSoftmax(logits, -1)
 				tc := Slice(targets, AxisRange(), AxisRange(start, end))
