@@ -73,3 +73,26 @@ func (s *ShardSource) Restore(state []byte) error {
 
 // Close stops the loader's read-ahead.
 func (s *ShardSource) Close() error { return s.loader.Close() }
+
+// OpenData opens the training data named by cfg.Data: a shard directory
+// written by `longctx mix` (local or gs://; sequences shuffled by cfg.Seed) or
+// a flat little-endian uint32 token file (consecutive windows, documents split
+// at eos). The returned close function releases the source.
+func OpenData(ctx context.Context, cfg TrainConfig, eos uint32) (SequenceSource, func(), error) {
+	if _, err := shards.ReadManifest(ctx, cfg.Data); err == nil {
+		s, err := OpenShardSource(ctx, cfg.Data, cfg.Seed, cfg.SeqLen)
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, func() { s.Close() }, nil
+	}
+	tokens, err := ReadTokenFile(cfg.Data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s is neither a shard directory nor a token file: %w", cfg.Data, err)
+	}
+	s, err := NewTokenStream(tokens, cfg.SeqLen, eos)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", cfg.Data, err)
+	}
+	return s, func() {}, nil
+}

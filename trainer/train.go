@@ -25,7 +25,7 @@ type TrainConfig struct {
 	Init         string  `yaml:"init" help:"HF model directory to continue from (takes precedence over model_config)"`
 	RopeTheta    float64 `yaml:"rope_theta" help:"new RoPE base, e.g. 273000 (0 keeps the model's)"`
 	MaxPositions int     `yaml:"max_position_embeddings" help:"context length written to the exported config (0 = seq_len)"`
-	Data         string  `yaml:"data" help:"training data for the CLI: a flat little-endian uint32 token file"`
+	Data         string  `yaml:"data" help:"training data for the CLI: a shard directory from 'longctx mix' (local or gs://) or a flat little-endian uint32 token file"`
 
 	SeqLen    int    `yaml:"seq_len" help:"tokens per sequence"`
 	BatchSize int    `yaml:"batch_size" help:"sequences per micro-batch"`

@@ -66,20 +66,26 @@ func run(args []string) error {
 				tokens[i] = eos
 			}
 		}
-	case cfg.Data != "":
-		var err error
-		if tokens, err = trainer.ReadTokenFile(cfg.Data); err != nil {
-			return err
-		}
-	default:
-		return fmt.Errorf("give --data TOKENS.bin or --synthetic_tokens N")
-	}
-	src, err := trainer.NewTokenStream(tokens, cfg.SeqLen, eos)
-	if err != nil {
-		return err
+	case cfg.Data == "":
+		return fmt.Errorf("give --data SHARD_DIR|TOKENS.bin or --synthetic_tokens N")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	var src trainer.SequenceSource
+	if tokens != nil {
+		s, err := trainer.NewTokenStream(tokens, cfg.SeqLen, eos)
+		if err != nil {
+			return err
+		}
+		src = s
+	} else {
+		s, closeSrc, err := trainer.OpenData(ctx, cfg, eos)
+		if err != nil {
+			return err
+		}
+		defer closeSrc()
+		src = s
+	}
 	res, err := trainer.Train(ctx, cfg, src, os.Stderr)
 	if err != nil {
 		return err

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
 
@@ -32,11 +31,7 @@ func runTrain(args []string) error {
 		return err
 	}
 	if cfg.Data == "" {
-		return usagef("data is required (a flat uint32 token file)")
-	}
-	tokens, err := trainer.ReadTokenFile(cfg.Data)
-	if err != nil {
-		return err
+		return usagef("data is required (a shard directory from 'longctx mix', or a flat uint32 token file)")
 	}
 	var eos uint32
 	if cfg.Init == "" && cfg.ModelConfig != "" {
@@ -46,12 +41,13 @@ func runTrain(args []string) error {
 		}
 		eos = uint32(mc.EOSTokenID)
 	}
-	src, err := trainer.NewTokenStream(tokens, cfg.SeqLen, eos)
-	if err != nil {
-		return fmt.Errorf("%s: %w", cfg.Data, err)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	src, closeSrc, err := trainer.OpenData(ctx, cfg, eos)
+	if err != nil {
+		return err
+	}
+	defer closeSrc()
 	_, err = trainer.Train(ctx, cfg, src, os.Stderr)
 	return err
 }
