@@ -206,7 +206,8 @@ func WritePoint(ctx context.Context, dir string, r PointResult) error {
 }
 
 // LoadSubject opens an HF checkpoint directory for evaluation with the given
-// tokenizer (default: the checkpoint's own tokenizer.json).
+// tokenizer: a tokenizer.json path, "bytes" for byte-level models, or ""
+// for the checkpoint's own tokenizer.json.
 func LoadSubject(dir, tokPath, backendSpec string) (eval.Subject, error) {
 	w, err := trainer.LoadHF(dir)
 	if err != nil {
@@ -220,12 +221,16 @@ func LoadSubject(dir, tokPath, backendSpec string) (eval.Subject, error) {
 	if err != nil {
 		return eval.Subject{}, err
 	}
-	if tokPath == "" {
-		tokPath = filepath.Join(dir, "tokenizer.json")
-	}
-	tok, err := tokenizer.Load(tokPath)
-	if err != nil {
-		return eval.Subject{}, err
+	var tok eval.Tokenizer = eval.Bytes{}
+	if tokPath != "bytes" {
+		if tokPath == "" {
+			tokPath = filepath.Join(dir, "tokenizer.json")
+		}
+		t, err := tokenizer.Load(tokPath)
+		if err != nil {
+			return eval.Subject{}, err
+		}
+		tok = t
 	}
 	hash, err := eval.HashDir(dir)
 	if err != nil {

@@ -165,6 +165,12 @@ func RunSweep(ctx context.Context, c SweepConfig, env Env) (*SweepResult, error)
 		res.Points = append(res.Points, r)
 	}
 	res.Varying = varyingSources(res.Points)
+	// Plot against the swept source when there is one.
+	for i, s := range res.Varying {
+		if s == c.Grid.Source && i > 0 {
+			res.Varying = append([]string{s}, append(res.Varying[:i:i], res.Varying[i+1:]...)...)
+		}
+	}
 	if err := writeSweep(ctx, c.Out, res); err != nil {
 		return nil, err
 	}

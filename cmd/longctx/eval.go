@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"longctx/config"
-	"longctx/trainer"
+	"longctx/recipe"
 	"longctx/trainer/eval"
 )
 
@@ -38,39 +38,10 @@ type modelFlags struct {
 	Out       string `yaml:"out" help:"output directory for the report"`
 }
 
-// loadSubject opens a checkpoint for evaluation.
+// loadSubject opens a checkpoint for evaluation (recipe.LoadSubject: the
+// tokenizer is MODEL/tokenizer.json unless given, "bytes" for byte-level models).
 func loadSubject(dir, tokPath, backendSpec string) (eval.Subject, error) {
-	w, err := trainer.LoadHF(dir)
-	if err != nil {
-		return eval.Subject{}, err
-	}
-	backend, err := trainer.NewBackend(backendSpec)
-	if err != nil {
-		return eval.Subject{}, err
-	}
-	gen, err := trainer.NewGenerator(backend, w)
-	if err != nil {
-		return eval.Subject{}, err
-	}
-	tok, err := openTokenizer(dir, tokPath)
-	if err != nil {
-		return eval.Subject{}, err
-	}
-	hash, err := eval.HashDir(dir)
-	if err != nil {
-		return eval.Subject{}, err
-	}
-	return eval.Subject{LM: gen, Tok: tok, Name: dir, Hash: hash}, nil
-}
-
-func openTokenizer(modelDir, path string) (eval.Tokenizer, error) {
-	if path == "bytes" {
-		return eval.Bytes{}, nil
-	}
-	if path == "" {
-		path = filepath.Join(modelDir, "tokenizer.json")
-	}
-	return loadTokenizerJSON(path)
+	return recipe.LoadSubject(dir, tokPath, backendSpec)
 }
 
 // progressLine prints a progress line to stderr at most every tenth of the
