@@ -47,7 +47,8 @@ type Point struct {
 
 // Lineage names the hashes of everything a point's results came from.
 type Lineage struct {
-	ConfigHash     string            `json:"config_hash"`     // the point's mixture + train + eval settings
+	ConfigHash     string            `json:"config_hash"`     // settings + prepare manifest + start checkpoint + model config
+	InitHash       string            `json:"init_hash"`       // start checkpoint (train.init), if any
 	PrepareHash    string            `json:"prepare_hash"`    // prepare manifest
 	MixtureHash    string            `json:"mixture_hash"`    // mixture spec (as recorded in the shard manifest)
 	ShardsHash     string            `json:"shards_hash"`     // shard manifest file
@@ -98,10 +99,23 @@ func RunPoint(ctx context.Context, env Env, p Point, dir string) (PointResult, e
 	if err != nil {
 		return PointResult{}, err
 	}
+	// The point's identity covers the contents behind its paths too: a
+	// retrained start checkpoint or an edited model config reruns it.
+	var initHash, modelHash string
+	if p.Train.Init != "" {
+		if initHash, err = eval.HashDir(p.Train.Init); err != nil {
+			return PointResult{}, fmt.Errorf("point %s: init checkpoint: %w", p.Name, err)
+		}
+	}
+	if p.Train.ModelConfig != "" {
+		if modelHash, err = fileHash(p.Train.ModelConfig); err != nil {
+			return PointResult{}, fmt.Errorf("point %s: model config: %w", p.Name, err)
+		}
+	}
 	hash := config.Hash(struct {
-		P       Point
-		Prepare string
-	}{p, prep.Hash()})
+		P                    Point
+		Prepare, Init, Model string
+	}{p, prep.Hash(), initHash, modelHash})
 	if prev, err := ReadPoint(dir); err == nil && prev.Lineage.ConfigHash == hash {
 		logf("finished earlier (%s), skipped", filepath.Join(dir, PointFile))
 		prev.Skipped = true
@@ -124,7 +138,7 @@ func RunPoint(ctx context.Context, env Env, p Point, dir string) (PointResult, e
 		res.Sources = append(res.Sources, SourceResult{s.Source, s.Weight, s.TargetTokens, s.RealizedTokens, s.Repeats})
 	}
 	res.Fill, res.Sequences = mix.Manifest.Packing.Fill(), mix.Manifest.Packing.Sequences
-	res.Lineage = Lineage{ConfigHash: hash, PrepareHash: prep.Hash(), MixtureHash: mix.Manifest.MixtureConfigHash, EvalHashes: map[string]string{}}
+	res.Lineage = Lineage{ConfigHash: hash, InitHash: initHash, PrepareHash: prep.Hash(), MixtureHash: mix.Manifest.MixtureConfigHash, EvalHashes: map[string]string{}}
 	if res.Lineage.ShardsHash, err = fileHash(filepath.Join(shardDir, shards.ManifestName)); err != nil {
 		return PointResult{}, err
 	}

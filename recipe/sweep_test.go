@@ -177,6 +177,12 @@ func TestSweepOverDemoCorpus(t *testing.T) {
 			t.Errorf("rerun point %s: skipped=%v", p.Name, p.Skipped)
 		}
 	}
+	// An edited model config reruns the points.
+	cfgBytes, _ := os.ReadFile(c.Train.ModelConfig)
+	os.WriteFile(c.Train.ModelConfig, append(cfgBytes, []byte("# edited\n")...), 0o644)
+	if r, err := RunPoint(ctx, env, mustPoints(t, c)[1], filepath.Join(c.Out, "math20")); err != nil || r.Skipped {
+		t.Fatalf("point with an edited model config: skipped=%v err=%v", r.Skipped, err)
+	}
 	// A changed setting reruns the points.
 	c.Train.Steps = 5
 	pts, _ := c.Points()
@@ -184,4 +190,13 @@ func TestSweepOverDemoCorpus(t *testing.T) {
 	if err != nil || r.Skipped || r.Train.Steps != 5 {
 		t.Fatalf("changed point: skipped=%v steps=%d err=%v", r.Skipped, r.Train.Steps, err)
 	}
+}
+
+func mustPoints(t *testing.T, c SweepConfig) []Point {
+	t.Helper()
+	pts, err := c.Points()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pts
 }
