@@ -151,8 +151,20 @@ func RunPoint(ctx context.Context, env Env, p Point, dir string) (PointResult, e
 	if tc.Backend == "" {
 		tc.Backend = env.Backend
 	}
-	if _, err := os.Stat(filepath.Join(tc.Out, "checkpoints")); err == nil {
-		tc.Resume = true
+	// Resume only checkpoints this very point started (same hash); anything
+	// else under train/ is from other settings and is cleared.
+	started := filepath.Join(dir, "started")
+	if b, err := os.ReadFile(started); err == nil && string(b) == hash {
+		if _, err := os.Stat(filepath.Join(tc.Out, "checkpoints")); err == nil {
+			tc.Resume = true
+		}
+	} else {
+		if err := os.RemoveAll(tc.Out); err != nil {
+			return PointResult{}, err
+		}
+		if err := storage.WriteFile(ctx, started, []byte(hash)); err != nil {
+			return PointResult{}, err
+		}
 	}
 	src, err := trainer.OpenShardSource(ctx, shardDir, tc.Seed, tc.SeqLen)
 	if err != nil {

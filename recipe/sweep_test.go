@@ -177,6 +177,13 @@ func TestSweepOverDemoCorpus(t *testing.T) {
 			t.Errorf("rerun point %s: skipped=%v", p.Name, p.Skipped)
 		}
 	}
+	// Checkpoints left by other settings are not resumed: the point trains
+	// from its own start (steps counted from 0).
+	stale := c
+	stale.Train.Steps = 3
+	if r, err := RunPoint(ctx, env, mustPoints(t, stale)[0], filepath.Join(c.Out, "math00")); err != nil || r.Train.ResumedFrom != 0 || r.Train.Steps != 3 {
+		t.Fatalf("stale checkpoints: resumed from %d, steps %d, err %v", r.Train.ResumedFrom, r.Train.Steps, err)
+	}
 	// An edited model config reruns the points.
 	cfgBytes, _ := os.ReadFile(c.Train.ModelConfig)
 	os.WriteFile(c.Train.ModelConfig, append(cfgBytes, []byte("# edited\n")...), 0o644)
