@@ -185,14 +185,14 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 
-	init := filepath.Join(c.Out, "points", "pretrain", "train", "final")
+	startCkpt := filepath.Join(c.Out, "points", "pretrain", "train", "final")
 	cpt := func(name string, base float64, zeroMath bool) recipe.Point {
 		var w map[string]float64
 		if zeroMath {
 			w = map[string]float64{c.MathSource: 0}
 		}
 		p := recipe.Point{Name: name, Mixture: d.mixture(name, c.LongLen, c.CPTTokens, w), Train: c.CPT, Eval: ev}
-		p.Train.Init, p.Train.ModelConfig, p.Train.RopeTheta, p.Train.MaxPositions = init, "", base, c.LongLen
+		p.Train.Init, p.Train.ModelConfig, p.Train.RopeTheta, p.Train.MaxPositions = startCkpt, "", base, c.LongLen
 		return p
 	}
 	d.stepf("continued pretraining at %d tokens with the base raised to %.0f (the critical base)", c.LongLen, d.newBase)
