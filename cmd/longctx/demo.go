@@ -120,13 +120,7 @@ func (d *demo) run(ctx context.Context) error {
 	d.started = time.Now()
 
 	d.stepf("sample corpus in five real formats -> %s", c.Corpus)
-	if err := d.timed("corpus", func() (err error) {
-		d.corpus, err = pipelines.GenerateDemo(ctx, c.Corpus, c.Seed)
-		return err
-	}); err != nil {
-		return err
-	}
-	if err := d.gsm8kData(ctx); err != nil {
+	if err := d.timed("corpus", func() error { return d.generateCorpus(ctx) }); err != nil {
 		return err
 	}
 	for _, f := range d.corpus {
@@ -249,14 +243,19 @@ func (d *demo) point(ctx context.Context, env recipe.Env, p recipe.Point) error 
 	return nil
 }
 
-// gsm8kData generates GSM8k-format train and test splits for the eval and
-// adds the train split to the corpus as a FineMath-layout parquet file of
-// worked problems, so the math share of a mixture is what GSM8k measures.
-// Test questions never appear in training.
-func (d *demo) gsm8kData(ctx context.Context) error {
+// corpusMarker records what generated a corpus directory, so a rerun keeps
+// the files (and their etags) and prepare and every finished point are reused.
+type corpusMarker struct {
+	Key   string               `json:"key"`
+	Files []pipelines.DemoFile `json:"files"`
+}
+
+// generateCorpus writes the sample corpus and the GSM8k-format splits, or
+// keeps a corpus generated earlier with the same settings.
+func (d *demo) generateCorpus(ctx context.Context) error {
 	c := d.cfg
-	dir := filepath.Join(c.Out, "eval-data")
 	train, test := eval.GenerateGSM8kSplits(c.Seed, c.GSM8kTrain, c.GSM8kTest)
+	dir := filepath.Join(c.Out, "eval-data")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -266,6 +265,33 @@ func (d *demo) gsm8kData(ctx context.Context) error {
 	if err := eval.WriteGSM8kJSONL(filepath.Join(dir, "gsm8k-test.jsonl"), test); err != nil {
 		return err
 	}
+	markerPath := filepath.Join(c.Corpus, ".longctx-demo-corpus.json")
+	key := fmt.Sprintf("seed=%d gsm8k_train=%d gsm8k_test=%d", c.Seed, c.GSM8kTrain, c.GSM8kTest)
+	var m corpusMarker
+	if b, err := os.ReadFile(markerPath); err == nil && json.Unmarshal(b, &m) == nil && m.Key == key {
+		d.corpus = m.Files
+		fmt.Fprintf(d.log, "  corpus generated earlier with %s: kept\n", key)
+		return nil
+	}
+	var err error
+	if d.corpus, err = pipelines.GenerateDemo(ctx, c.Corpus, c.Seed); err != nil {
+		return err
+	}
+	if err := d.gsm8kCorpus(ctx, train); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(corpusMarker{Key: key, Files: d.corpus}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return storage.WriteFile(ctx, markerPath, b)
+}
+
+// gsm8kCorpus adds the GSM8k-format train split to the corpus as a
+// FineMath-layout parquet file of worked problems, so the math share of a
+// mixture is what GSM8k measures. Test questions never appear in training.
+func (d *demo) gsm8kCorpus(ctx context.Context, train []eval.GSM8kExample) error {
+	c := d.cfg
 	docs := eval.GSM8kDocuments(train, max(1, len(train)/10))
 	rows := make([]pipelines.FineMathRow, len(docs))
 	for i := range docs {
