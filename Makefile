@@ -16,7 +16,7 @@ build:
 
 # Trainer-only binary (no Beam): the one that travels to a GPU machine.
 build-train:
-	$(GO) build -o bin/longctx-train ./cmd/longctx-train
+	$(GO) build -trimpath -ldflags='-s -w' -o bin/longctx-train ./cmd/longctx-train
 
 $(HF_TOKENIZERS): tokenizer/testdata/gen/package-lock.json
 	npm ci --prefix tokenizer/testdata/gen --no-audit --no-fund
