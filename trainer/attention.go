@@ -60,10 +60,25 @@ func NaiveAttention(q, k, v, doc *Node) *Node {
 	return Reshape(out, B, S, H, D)
 }
 
-// BlockAttention is NaiveAttention computed in blocks of blockSize tokens
-// with an online softmax and a recomputing backward pass. S is padded up to
-// a multiple of blockSize internally; padding sits after every real token,
-// so causality keeps it invisible.
+// BlockAttention is NaiveAttention computed one block of bs queries at a
+// time, with a hand-written backward pass that recomputes each block's
+// probabilities. Query block i sees its whole key row, keys [0, (i+1)·bs):
+// its softmax is exact in one fused op (no online rescaling, no running
+// max/sum accumulators), and the largest score tensor alive is
+// [B·Hkv, bs·G, S]. S is padded up to a multiple of bs internally; padding
+// sits after every real token, so causality keeps it invisible.
+//
+// Layout, chosen so every DotGeneral is on the Go backend's fast path (one
+// leading batch axis, contracting axis last on the left): heads are folded
+// into the batch axis, and a query row is (position, group) so one KV head's
+// G query heads share one matmul with its keys:
+//
+//	queries q·scale [B·Hkv, S·G, D]; keys, values [B·Hkv, S, D];
+//	block scores, probabilities [B·Hkv, bs·G, e] with e = (i+1)·bs.
+//
+// Only the scores matmul, the mask, one fused softmax and (backward) one
+// subtract and one multiply touch score-sized tensors: the Go backend runs
+// every non-matmul op on one core, so those passes are what costs.
 func BlockAttention(q, k, v, doc *Node, blockSize int) *Node {
 	B, S, H, D := q.Shape().Dim(0), q.Shape().Dim(1), q.Shape().Dim(2), q.Shape().Dim(3)
 	Hkv := k.Shape().Dim(2)
@@ -83,188 +98,142 @@ func BlockAttention(q, k, v, doc *Node, blockSize int) *Node {
 		out := BlockAttention(padAxis1(q), padAxis1(k), padAxis1(v), padAxis1(doc), blockSize)
 		return Slice(out, AxisRange(), AxisRange(0, S))
 	}
+	a := attnLayout{B: B, S: S, H: H, Hkv: Hkv, G: H / Hkv, D: D, bs: blockSize, nb: S / blockSize}
+	qr := a.queryRows(MulScalar(q, 1/math.Sqrt(float64(D)))) // [BH, S·G, D]
+	kr, vr := a.keyRows(k), a.keyRows(v)                     // [BH, S, D]
+	masks := a.blockMasks(doc)
+	o := a.forward(StopGradient(qr), StopGradient(kr), StopGradient(vr), masks)
 
-	// Pack everything the backward pass needs into one tensor per token,
-	// [B, S, N], and route the gradient through an identity with a custom
-	// gradient: out = O + (q - q) carries dO into the q slot of the packed
-	// tensor, where the custom gradient turns it into dq, dk, dv.
-	qf := Reshape(q, B, S, H*D)
-	kf := Reshape(k, B, S, Hkv*D)
-	vf := Reshape(v, B, S, Hkv*D)
-	o, lse := flashForward(StopGradient(q), StopGradient(k), StopGradient(v), doc, blockSize)
-	of := Reshape(o, B, S, H*D)
-	lsef := lse // [B, S, H]
-	offs := []int{0, H * D, H*D + Hkv*D, H*D + 2*Hkv*D, 2*H*D + 2*Hkv*D, 2*H*D + 2*Hkv*D + H}
-	packed := Concatenate([]*Node{qf, kf, vf, StopGradient(of), StopGradient(lsef)}, 2)
-	part := func(y *Node, i int) *Node { return Slice(y, AxisRange(), AxisRange(), AxisRange(offs[i], offs[i+1])) }
+	// Route the gradient through an identity with a custom gradient: the
+	// packed tensor holds q, k, v and the output o along the row axis;
+	// out = o + (q - q) carries dO into the q slot, where the custom
+	// gradient turns it into dq, dk, dv.
+	SG := S * a.G
+	rows := []int{0, SG, SG + S, SG + 2*S, 2*SG + 2*S}
+	part := func(y *Node, i int) *Node { return Slice(y, AxisRange(), AxisRange(rows[i], rows[i+1])) }
+	packed := Concatenate([]*Node{qr, kr, vr, StopGradient(o)}, 1)
 	packed = IdentityWithCustomGradient(packed, func(y, dy *Node) *Node {
-		dO := Reshape(part(dy, 0), B, S, H, D)
-		dq, dk, dv := flashBackward(
-			Reshape(part(y, 0), B, S, H, D), Reshape(part(y, 1), B, S, Hkv, D), Reshape(part(y, 2), B, S, Hkv, D),
-			Reshape(part(y, 3), B, S, H, D), part(y, 4), doc, dO, blockSize)
-		zo := ZerosLike(part(y, 3))
-		zl := ZerosLike(part(y, 4))
-		return Concatenate([]*Node{Reshape(dq, B, S, H*D), Reshape(dk, B, S, Hkv*D), Reshape(dv, B, S, Hkv*D), zo, zl}, 2)
+		dq, dk, dv := a.backward(part(y, 0), part(y, 1), part(y, 2), part(y, 3), part(dy, 0), masks)
+		return Concatenate([]*Node{dq, dk, dv, ZerosLike(dq)}, 1)
 	})
 	qs := part(packed, 0)
-	out := Add(StopGradient(part(packed, 3)), Sub(qs, StopGradient(qs)))
-	return Reshape(out, B, S, H, D)
+	return a.fromQueryRows(Add(StopGradient(part(packed, 3)), Sub(qs, StopGradient(qs))))
 }
 
-// blocked holds the block layout of one attention call.
-type blocked struct {
-	B, S, H, Hkv, G, D, bs, nb int
-	scale                      float64
+// attnLayout holds the shapes of one BlockAttention call.
+type attnLayout struct {
+	B, S, H, Hkv, G, D int
+	bs, nb             int // block size and number of blocks
 }
 
-func newBlocked(q, k *Node, bs int) blocked {
-	b := blocked{B: q.Shape().Dim(0), S: q.Shape().Dim(1), H: q.Shape().Dim(2), D: q.Shape().Dim(3), Hkv: k.Shape().Dim(2), bs: bs}
-	b.G = b.H / b.Hkv
-	b.nb = b.S / bs
-	b.scale = 1 / math.Sqrt(float64(b.D))
-	return b
+// queryRows: [B, S, H, D] -> [B·Hkv, S·G, D], row = position·G + group.
+func (a attnLayout) queryRows(x *Node) *Node {
+	x = TransposeAllAxes(Reshape(x, a.B, a.S, a.Hkv, a.G, a.D), 0, 2, 1, 3, 4)
+	return Reshape(x, a.B*a.Hkv, a.S*a.G, a.D)
 }
 
-// queryBlocks: [B, S, H, D] -> [B, Hkv, nb, G, bs, D].
-func (b blocked) queryBlocks(x *Node) *Node {
-	return TransposeAllAxes(Reshape(x, b.B, b.nb, b.bs, b.Hkv, b.G, b.D), 0, 3, 1, 4, 2, 5)
+func (a attnLayout) fromQueryRows(x *Node) *Node {
+	x = TransposeAllAxes(Reshape(x, a.B, a.Hkv, a.S, a.G, a.D), 0, 2, 1, 3, 4)
+	return Reshape(x, a.B, a.S, a.H, a.D)
 }
 
-// fromQueryBlocks inverts queryBlocks.
-func (b blocked) fromQueryBlocks(x *Node) *Node {
-	return Reshape(TransposeAllAxes(x, 0, 2, 4, 1, 3, 5), b.B, b.S, b.H, b.D)
+// keyRows: [B, S, Hkv, D] -> [B·Hkv, S, D].
+func (a attnLayout) keyRows(x *Node) *Node {
+	return Reshape(TransposeAllAxes(x, 0, 2, 1, 3), a.B*a.Hkv, a.S, a.D)
 }
 
-// keyBlocks: [B, S, Hkv, D] -> [B, Hkv, nb, bs, D].
-func (b blocked) keyBlocks(x *Node) *Node {
-	return TransposeAllAxes(Reshape(x, b.B, b.nb, b.bs, b.Hkv, b.D), 0, 3, 1, 2, 4)
+func (a attnLayout) fromKeyRows(x *Node) *Node {
+	return TransposeAllAxes(Reshape(x, a.B, a.Hkv, a.S, a.D), 0, 2, 1, 3)
 }
 
-func (b blocked) fromKeyBlocks(x *Node) *Node {
-	return Reshape(TransposeAllAxes(x, 0, 2, 3, 1, 4), b.B, b.S, b.Hkv, b.D)
-}
-
-// rowBlocks: per-row statistics [B, S, H] -> [B, Hkv, nb, G, bs].
-func (b blocked) rowBlocks(x *Node) *Node {
-	return TransposeAllAxes(Reshape(x, b.B, b.nb, b.bs, b.Hkv, b.G), 0, 3, 1, 4, 2)
-}
-
-func (b blocked) fromRowBlocks(x *Node) *Node {
-	return Reshape(TransposeAllAxes(x, 0, 2, 4, 1, 3), b.B, b.S, b.H)
-}
-
-// blockRange slices axis 2 (the block axis) to [from, to).
-func blockRange(x *Node, from, to int) *Node {
+// rows slices axis 1 to [from, to).
+func rows(x *Node, from, to int) *Node {
 	specs := make([]SliceAxisSpec, x.Rank())
 	for i := range specs {
 		specs[i] = AxisRange()
 	}
-	specs[2] = AxisRange(from, to)
+	specs[1] = AxisRange(from, to)
 	return Slice(x, specs...)
 }
 
-// addToBlocks returns acc with delta added to blocks [from, from+n) of axis 2.
-func addToBlocks(acc, delta *Node, from int) *Node {
-	n := delta.Shape().Dim(2)
-	nb := acc.Shape().Dim(2)
-	parts := []*Node{}
-	if from > 0 {
-		parts = append(parts, blockRange(acc, 0, from))
+// blockMasks returns, per query block i, which keys each query row may see:
+// bool [B·Hkv, bs·G, e], causal and within the same document. Masks depend
+// only on doc, so forward and backward share them.
+func (a attnLayout) blockMasks(doc *Node) []*Node {
+	g := doc.Graph()
+	masks := make([]*Node, a.nb)
+	for i := range a.nb {
+		e := (i + 1) * a.bs
+		docQ := Reshape(Slice(doc, AxisRange(), AxisRange(i*a.bs, e)), a.B, a.bs, 1)
+		docK := Reshape(Slice(doc, AxisRange(), AxisRange(0, e)), a.B, 1, e)
+		qpos := AddScalar(Iota(g, shapes.Make(dtypes.Int32, a.bs, e), 0), i*a.bs)
+		kpos := Iota(g, shapes.Make(dtypes.Int32, a.bs, e), 1)
+		m := LogicalAnd(Equal(docQ, docK), Reshape(GreaterOrEqual(qpos, kpos), 1, a.bs, e)) // [B, bs, e]
+		m = BroadcastToDims(Reshape(m, a.B, 1, a.bs, 1, e), a.B, a.Hkv, a.bs, a.G, e)
+		masks[i] = Reshape(m, a.B*a.Hkv, a.bs*a.G, e)
 	}
-	parts = append(parts, Add(blockRange(acc, from, from+n), delta))
-	if from+n < nb {
-		parts = append(parts, blockRange(acc, from+n, nb))
-	}
-	if len(parts) == 1 {
-		return parts[0]
-	}
-	return Concatenate(parts, 2)
+	return masks
 }
 
-// diagonalScores computes the scaled, masked scores of every (query block
-// d+n, key block n) pair at once: [B, Hkv, nb-d, G, bs, bs]. Pairing blocks
-// by diagonal keeps the graph at nb steps instead of nb²/2.
-func (b blocked) diagonalScores(qb, kb, docb *Node, d int) (scores, mask *Node) {
-	g := qb.Graph()
-	n := b.nb - d
-	qd := blockRange(qb, d, b.nb)                                                   // [B, Hkv, n, G, bs, D]
-	kd := blockRange(kb, 0, n)                                                      // [B, Hkv, n, bs, D]
-	scores = DotGeneral(qd, []int{5}, []int{0, 1, 2}, kd, []int{4}, []int{0, 1, 2}) // [B, Hkv, n, G, bs, bs]
-	scores = MulScalar(scores, b.scale)
-	docQ := Reshape(Slice(docb, AxisRange(), AxisRange(d, b.nb)), b.B, 1, n, 1, b.bs, 1)
-	docK := Reshape(Slice(docb, AxisRange(), AxisRange(0, n)), b.B, 1, n, 1, 1, b.bs)
-	mask = Equal(docQ, docK) // [B, 1, n, 1, bs, bs]
-	if d == 0 {
-		causal := GreaterOrEqual(Iota(g, shapes.Make(dtypes.Int32, b.bs, b.bs), 0), Iota(g, shapes.Make(dtypes.Int32, b.bs, b.bs), 1))
-		mask = LogicalAnd(mask, BroadcastToDims(Reshape(causal, 1, 1, 1, 1, b.bs, b.bs), mask.Shape().Dimensions...))
-	}
-	mask = BroadcastToDims(mask, scores.Shape().Dimensions...)
-	scores = Where(mask, scores, BroadcastToDims(Scalar(g, scores.DType(), maskedScore), scores.Shape().Dimensions...))
-	return scores, mask
+// probs returns the attention probabilities of query block i over keys
+// [0, e): q [BH, bs·G, D] (already scaled), k [BH, e, D] -> [BH, bs·G, e].
+// Every row sees at least its own position, so no row is fully masked.
+func probs(q, k, mask *Node) *Node {
+	s := DotGeneral(q, []int{2}, []int{0}, k, []int{2}, []int{0})
+	s = Where(mask, s, Scalar(q.Graph(), s.DType(), maskedScore))
+	return BackendFusedSoftmax(s, 2)
 }
 
-// flashForward returns the attention output [B, S, H, D] and the per-row
-// log-sum-exp of the scores [B, S, H]. S must be a multiple of bs.
-func flashForward(q, k, v, doc *Node, bs int) (o, lse *Node) {
-	b := newBlocked(q, k, bs)
-	qb, kb, vb := b.queryBlocks(q), b.keyBlocks(k), b.keyBlocks(v)
-	docb := Reshape(doc, b.B, b.nb, b.bs)
-	var m, l, acc *Node // running max, sum and output: [B, Hkv, nb, G, bs(, D)]
-	// The diagonal (d = 0) goes first: every row sees at least itself there,
-	// so the running max is finite from the start.
-	for d := 0; d < b.nb; d++ {
-		s, _ := b.diagonalScores(qb, kb, docb, d)
-		vd := blockRange(vb, 0, b.nb-d)
-		rowMax := ReduceMax(s, 5)
-		if d == 0 {
-			m = rowMax
-			p := Exp(Sub(s, ExpandAxes(m, 5)))
-			l = ReduceSum(p, 5)
-			acc = DotGeneral(p, []int{5}, []int{0, 1, 2}, vd, []int{3}, []int{0, 1, 2})
-			continue
-		}
-		mOld, lOld, accOld := blockRange(m, d, b.nb), blockRange(l, d, b.nb), blockRange(acc, d, b.nb)
-		mNew := Max(mOld, rowMax)
-		alpha := Exp(Sub(mOld, mNew))
-		p := Exp(Sub(s, ExpandAxes(mNew, 5)))
-		lNew := Add(Mul(alpha, lOld), ReduceSum(p, 5))
-		accNew := Add(Mul(ExpandAxes(alpha, 5), accOld), DotGeneral(p, []int{5}, []int{0, 1, 2}, vd, []int{3}, []int{0, 1, 2}))
-		m = Concatenate([]*Node{blockRange(m, 0, d), mNew}, 2)
-		l = Concatenate([]*Node{blockRange(l, 0, d), lNew}, 2)
-		acc = Concatenate([]*Node{blockRange(acc, 0, d), accNew}, 2)
+// forward returns the attention output rows [BH, S·G, D].
+func (a attnLayout) forward(q, k, v *Node, masks []*Node) *Node {
+	R := a.bs * a.G
+	outs := make([]*Node, a.nb)
+	for i := range a.nb {
+		e := (i + 1) * a.bs
+		p := probs(rows(q, i*R, (i+1)*R), rows(k, 0, e), masks[i])
+		outs[i] = DotGeneral(p, []int{2}, []int{0}, rows(v, 0, e), []int{1}, []int{0}) // [BH, R, D]
 	}
-	o = b.fromQueryBlocks(Div(acc, ExpandAxes(l, 5)))
-	lse = b.fromRowBlocks(Add(m, Log(l)))
-	return o, lse
+	return Concatenate(outs, 1)
 }
 
-// flashBackward returns dq, dk, dv given the forward inputs, its output o,
-// its log-sum-exp lse and the output gradient dO (FlashAttention-2,
-// Algorithm 2, with blocks paired by diagonal).
-func flashBackward(q, k, v, o, lse, doc, dO *Node, bs int) (dq, dk, dv *Node) {
-	b := newBlocked(q, k, bs)
-	qb, kb, vb := b.queryBlocks(q), b.keyBlocks(k), b.keyBlocks(v)
-	dOb := b.queryBlocks(dO)
-	lseb := b.rowBlocks(lse)
-	docb := Reshape(doc, b.B, b.nb, b.bs)
-	delta := b.rowBlocks(ReduceSum(Mul(dO, o), 3)) // [B, Hkv, nb, G, bs]
-	dqb := ZerosLike(qb)
-	dkb := ZerosLike(kb)
-	dvb := ZerosLike(vb)
-	for d := 0; d < b.nb; d++ {
-		n := b.nb - d
-		s, mask := b.diagonalScores(qb, kb, docb, d)
-		p := Exp(Sub(s, ExpandAxes(blockRange(lseb, d, b.nb), 5)))
-		p = Where(mask, p, ZerosLike(p)) // [B, Hkv, n, G, bs, bs]
-		qd, dOd := blockRange(qb, d, b.nb), blockRange(dOb, d, b.nb)
-		kd, vd := blockRange(kb, 0, n), blockRange(vb, 0, n)
-		// dV[j] += sum over (g, i) of p[i, j] dO[i]: [B, Hkv, n, bs, D]
-		dvb = addToBlocks(dvb, DotGeneral(p, []int{3, 4}, []int{0, 1, 2}, dOd, []int{3, 4}, []int{0, 1, 2}), 0)
-		dp := DotGeneral(dOd, []int{5}, []int{0, 1, 2}, vd, []int{4}, []int{0, 1, 2}) // [B, Hkv, n, G, bs, bs]
-		ds := Mul(p, Sub(dp, ExpandAxes(blockRange(delta, d, b.nb), 5)))
-		ds = MulScalar(ds, b.scale)
-		dqb = addToBlocks(dqb, DotGeneral(ds, []int{5}, []int{0, 1, 2}, kd, []int{3}, []int{0, 1, 2}), d)
-		dkb = addToBlocks(dkb, DotGeneral(ds, []int{3, 4}, []int{0, 1, 2}, qd, []int{3, 4}, []int{0, 1, 2}), 0)
+// backward returns dq, dk, dv (row layouts) from the forward inputs, the
+// output o and its gradient dO (FlashAttention-2's backward with complete
+// rows: dS = P·(dP - rowsum(dO·O)), dQ = dS·K, dK = dSᵀ·Q, dV = Pᵀ·dO).
+// dKᵀ and dVᵀ are accumulated as [BH, D, S] so both matmuls take the
+// score-sized operand in the layout the backend multiplies without a
+// transpose; only the small q and dO blocks are transposed.
+func (a attnLayout) backward(q, k, v, o, dO *Node, masks []*Node) (dq, dk, dv *Node) {
+	R := a.bs * a.G
+	delta := ReduceAndKeep(Mul(dO, o), ReduceSum, 2) // [BH, S·G, 1]
+	qT := TransposeAllAxes(q, 0, 2, 1)               // [BH, D, S·G]
+	dOT := TransposeAllAxes(dO, 0, 2, 1)
+	dqs := make([]*Node, a.nb)
+	var dkT, dvT *Node // [BH, D, S]
+	for i := range a.nb {
+		e := (i + 1) * a.bs
+		ke, ve := rows(k, 0, e), rows(v, 0, e)
+		dOi := rows(dO, i*R, (i+1)*R)
+		p := probs(rows(q, i*R, (i+1)*R), ke, masks[i])
+		dp := DotGeneral(dOi, []int{2}, []int{0}, ve, []int{2}, []int{0}) // [BH, R, e]
+		ds := Mul(p, Sub(dp, rows(delta, i*R, (i+1)*R)))
+		dqs[i] = DotGeneral(ds, []int{2}, []int{0}, ke, []int{1}, []int{0}) // [BH, R, D]
+		cols := func(x *Node) *Node { return Slice(x, AxisRange(), AxisRange(), AxisRange(i*R, (i+1)*R)) }
+		dk := DotGeneral(cols(qT), []int{2}, []int{0}, ds, []int{1}, []int{0}) // [BH, D, e]
+		dv := DotGeneral(cols(dOT), []int{2}, []int{0}, p, []int{1}, []int{0})
+		dkT, dvT = addPrefix(dkT, dk, a.S), addPrefix(dvT, dv, a.S)
 	}
-	return b.fromQueryBlocks(dqb), b.fromKeyBlocks(dkb), b.fromKeyBlocks(dvb)
+	return Concatenate(dqs, 1), TransposeAllAxes(dkT, 0, 2, 1), TransposeAllAxes(dvT, 0, 2, 1)
+}
+
+// addPrefix returns acc + x, where x [BH, D, e] covers the first e of the
+// S columns of acc (nil acc = zeros).
+func addPrefix(acc, x *Node, S int) *Node {
+	e := x.Shape().Dim(2)
+	if e < S {
+		x = Concatenate([]*Node{x, Zeros(x.Graph(), shapes.Make(x.DType(), x.Shape().Dim(0), x.Shape().Dim(1), S-e))}, 2)
+	}
+	if acc == nil {
+		return x
+	}
+	return Add(acc, x)
 }

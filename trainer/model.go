@@ -205,9 +205,56 @@ func (m *Model) AttnOut(l Layer, o *Node) *Node {
 }
 
 // MLP is SwiGLU: down(silu(gate(h)) * up(h)), [B, S, hidden] -> same.
+// Gate and up are one matmul against the stacked weights [2I, hidden], and
+// the activation has a hand-written gradient (swiGLU).
 func (m *Model) MLP(l Layer, h *Node) *Node {
-	gate := m.linear(h, l.Gate)
-	return m.linear(Mul(Mul(gate, Sigmoid(gate)), m.linear(h, l.Up)), l.Down)
+	gu := m.linear(h, Concatenate([]*Node{l.Gate, l.Up}, 0)) // [B, S, 2I]
+	return m.linear(swiGLU(gu), l.Down)
+}
+
+// sigmoid is 1/(1+e^-x) computed as softmax([x, 0])[0] with the backend's
+// fused softmax: the Go backend's Logistic and Exp call math.Exp per
+// element, which under GOEXPERIMENT=simd runs up to ~100x slower than
+// the fused op's float32 exp (see BenchmarkOpExp in ops_bench_test.go).
+// No gradient flows through it.
+func sigmoid(x *Node) *Node {
+	pair := Concatenate([]*Node{ExpandAxes(x, -1), ZerosLike(ExpandAxes(x, -1))}, -1) // [..., 2]
+	return Squeeze(Slice(BackendFusedSoftmax(pair, pair.Rank()-1), sliceLast(pair.Rank(), 0, 1)...), -1)
+}
+
+// sliceLast returns slice specs that take [from, to) of the last of rank axes.
+func sliceLast(rank, from, to int) []SliceAxisSpec {
+	specs := make([]SliceAxisSpec, rank)
+	for i := range specs {
+		specs[i] = AxisRange()
+	}
+	specs[rank-1] = AxisRange(from, to)
+	return specs
+}
+
+// swiGLU maps gu = [gate, up] [..., 2I] to silu(gate)·up [..., I] with a
+// hand-written gradient: with s = sigmoid(gate),
+// d gate = dy·up·s·(1 + gate·(1-s)) and d up = dy·gate·s.
+func swiGLU(gu *Node) *Node {
+	r := gu.Rank()
+	I := gu.Shape().Dim(-1) / 2
+	silu := func(gu *Node) (gate, up, s *Node) {
+		gate, up = Slice(gu, sliceLast(r, 0, I)...), Slice(gu, sliceLast(r, I, 2*I)...)
+		return gate, up, sigmoid(gate)
+	}
+	gate, up, s := silu(StopGradient(gu))
+	y := Mul(Mul(gate, s), up)
+	// The identity carries dy into the gate slot of gu, where the custom
+	// gradient turns it into d gate and d up (as BlockAttention does).
+	packed := IdentityWithCustomGradient(gu, func(x, v *Node) *Node {
+		dy := Slice(v, sliceLast(r, 0, I)...)
+		gate, up, s := silu(x)
+		dGate := Mul(Mul(dy, up), Mul(s, AddScalar(Mul(gate, OneMinus(s)), 1)))
+		dUp := Mul(dy, Mul(gate, s))
+		return Concatenate([]*Node{dGate, dUp}, -1)
+	})
+	slot := Slice(packed, sliceLast(r, 0, I)...)
+	return Add(StopGradient(y), Sub(slot, StopGradient(slot)))
 }
 
 // Block runs one transformer layer on x [B, S, hidden].
@@ -254,46 +301,63 @@ func (m *Model) Logits(params []*Node, b Batch) *Node {
 
 // defaultLossChunk is the number of positions whose logits are materialised
 // at a time in Loss: [B, chunk, vocab] instead of [B, S, vocab].
-const defaultLossChunk = 1024
+const defaultLossChunk = 2048
 
 // Loss returns the summed next-token cross-entropy over positions with
 // weight 1 and the number of such positions. targets [B, S] int32 holds the
 // token to predict at each position; weights [B, S] float32 is 1 where a
-// target counts. Logits are computed in chunks of positions, each
-// checkpointed when Recompute is set, so at 16k x 49k vocab they never exist
-// all at once.
+// target counts.
+//
+// Logits exist one chunk of positions at a time and are never kept for
+// the backward pass: each chunk computes its log-sum-exp and, in the same
+// pass, that term's gradients (softmax·head for the hidden state, its
+// transpose for the head), which enter the graph through linear surrogate
+// terms. The target logit is a gather of head rows (h·head[t]), not a
+// one-hot over the vocabulary. The gradient is exact for any scalar
+// multiple of sum (as Gradient(sum/count) takes); it is not a second-order
+// differentiable graph.
 func (m *Model) Loss(params []*Node, b Batch, targets, weights *Node) (sum, count *Node) {
-	h := m.Hidden(params, b)
-	head := m.LMHead(params)
-	S := h.Shape().Dim(1)
+	h := m.Hidden(params, b) // [B, S, hidden]
+	head := m.LMHead(params) // [V, hidden]
+	B, S, hid := h.Shape().Dim(0), h.Shape().Dim(1), h.Shape().Dim(2)
 	chunk := m.LossChunk
 	if chunk <= 0 {
 		chunk = defaultLossChunk
 	}
-	var total *Node
+	w := ConvertDType(weights, h.DType())
+	// picked = Σ w·h·head[target]: differentiated by autodiff (small).
+	picked := ReduceAllSum(Mul(Mul(h, Gather(head, ExpandAxes(targets, -1))), ExpandAxes(w, -1)))
+
+	hs, heads := StopGradient(h), StopGradient(head)
+	var lseSum, gHead *Node // gHead: d lseSum / d head, transposed [hidden, V]
+	gH := make([]*Node, 0, (S+chunk-1)/chunk)
 	for start := 0; start < S; start += chunk {
 		end := min(start+chunk, S)
-		hc := Slice(h, AxisRange(), AxisRange(start, end))
-		if m.Recompute {
-			hc = hc.Checkpoint()
-		}
-		logits := m.linear(hc, head) // [B, c, V]
-		tc := Slice(targets, AxisRange(), AxisRange(start, end))
-		wc := ConvertDType(Slice(weights, AxisRange(), AxisRange(start, end)), logits.DType())
-		mx := StopGradient(ReduceAndKeep(logits, ReduceMax, -1))
-		lse := Add(Squeeze(mx, -1), Log(ReduceSum(Exp(Sub(logits, mx)), -1)))                    // [B, c]
-		picked := ReduceSum(Mul(logits, OneHot(tc, logits.Shape().Dim(-1), logits.DType())), -1) // [B, c]
-		nll := ReduceAllSum(Mul(Sub(lse, picked), wc))
-		if m.Recompute {
-			nll = nll.StopCheckpoint()
-		}
-		if total == nil {
-			total = nll
+		c := end - start
+		hc := Slice(hs, AxisRange(), AxisRange(start, end))      // [B, c, hidden]
+		wc := Slice(w, AxisRange(), AxisRange(start, end))       // [B, c]
+		logits := m.linear(hc, heads)                            // [B, c, V]
+		p := BackendFusedSoftmax(logits, 2)                      // [B, c, V]
+		lse := Sub(ReduceMax(logits, -1), Log(ReduceMax(p, -1))) // max + log Σ exp(x - max)
+		ls := ReduceAllSum(Mul(lse, wc))
+		// d ls / d hc = w·(p @ head); d ls / d head = pᵀ @ (w·hc), built as
+		// (w·hc)ᵀ @ p so the [c, V] operand needs no transpose.
+		gH = append(gH, Mul(ExpandAxes(wc, -1), DotGeneral(p, []int{2}, nil, heads, []int{0}, nil)))
+		whT := Reshape(TransposeAllAxes(Mul(hc, ExpandAxes(wc, -1)), 2, 0, 1), hid, B*c)
+		gh := DotGeneral(whT, []int{1}, nil, Reshape(p, B*c, -1), []int{0}, nil) // [hidden, V]
+		if lseSum == nil {
+			lseSum, gHead = ls, gh
 		} else {
-			total = Add(total, nll)
+			lseSum, gHead = Add(lseSum, ls), Add(gHead, gh)
 		}
 	}
-	return total, ReduceAllSum(weights)
+	// Surrogates: value 0, gradient (the stop-gradient coefficient) × upstream.
+	surrogate := func(x, coef *Node) *Node {
+		t := ReduceAllSum(Mul(x, StopGradient(coef)))
+		return Sub(t, StopGradient(t))
+	}
+	lseTotal := Add(StopGradient(lseSum), Add(surrogate(h, Concatenate(gH, 1)), surrogate(head, Transpose(gHead, 0, 1))))
+	return Sub(lseTotal, picked), ReduceAllSum(weights)
 }
 
 // paramShapes returns the graph input shapes of the weights.
