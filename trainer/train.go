@@ -209,17 +209,23 @@ func Train(ctx context.Context, cfg TrainConfig, src SequenceSource, progress io
 	if err != nil {
 		return Result{}, err
 	}
-	update, err := NewExec(backend, func(g *Graph, in []*Node) []*Node {
-		s := in[4*n:]
-		np, nm, nv, gnorm := adamWUpdate(cfg.Optimizer, decay, in[:n], in[n:2*n], in[2*n:3*n], in[3*n:4*n], s[0], s[1], s[2], s[3])
-		return append(append(append(np, nm...), nv...), gnorm)
-	})
-	if err != nil {
-		return Result{}, err
+	// On the Go backend tensors live in host memory: AdamW runs there as one
+	// fused pass on all cores (hostAdamW) instead of a graph.
+	hostUpdate := backend.String() == "go"
+	var update *Exec
+	if !hostUpdate {
+		update, err = NewExec(backend, func(g *Graph, in []*Node) []*Node {
+			s := in[4*n:]
+			np, nm, nv, gnorm := adamWUpdate(cfg.Optimizer, decay, in[:n], in[n:2*n], in[2*n:3*n], in[3*n:4*n], s[0], s[1], s[2], s[3])
+			return append(append(append(np, nm...), nv...), gnorm)
+		})
+		if err != nil {
+			return Result{}, err
+		}
+		defer update.Finalize()
 	}
 	defer gradFirst.Finalize()
 	defer gradAcc.Finalize()
-	defer update.Finalize()
 
 	params := w.Tensors()
 	mom := make([]*tensors.Tensor, 2*n)
@@ -310,30 +316,17 @@ func Train(ctx context.Context, cfg TrainConfig, src SequenceSource, progress io
 			count += hb.Tokens
 		}
 		lr := cfg.Optimizer.LRAt(st.Step, cfg.Steps)
-		t := float64(st.Step + 1)
-		args := make([]any, 0, 4*n+4)
-		for _, p := range params {
-			args = append(args, p)
-		}
-		for _, p := range mom {
-			args = append(args, p)
-		}
-		for _, a := range acc {
-			args = append(args, a)
-		}
-		args = append(args, tensors.FromScalar(float32(lr)),
-			tensors.FromScalar(float32(1-math.Pow(cfg.Optimizer.Beta1, t))), tensors.FromScalar(float32(1-math.Pow(cfg.Optimizer.Beta2, t))),
-			tensors.FromScalar(float32(max(count, 1))))
-		out, err := update.Exec(args...)
-		if err != nil {
+		var gnorm float64
+		if hostUpdate {
+			if gnorm, err = hostAdamW(cfg.Optimizer, decay, params, mom[:n], mom[n:], acc, lr, st.Step+1, float64(max(count, 1))); err != nil {
+				return res, fmt.Errorf("step %d: update: %w", st.Step+1, err)
+			}
+			for _, a := range acc {
+				a.FinalizeAll()
+			}
+		} else if gnorm, err = graphUpdate(update, cfg.Optimizer, st.Step+1, lr, count, &params, &mom, acc); err != nil {
 			return res, fmt.Errorf("step %d: update: %w", st.Step+1, err)
 		}
-		for _, x := range append(append(params, mom...), acc...) {
-			x.FinalizeAll()
-		}
-		params, mom = out[:n], out[n:3*n]
-		gnorm := float64(tensors.MustCopyFlatData[float32](out[3*n])[0])
-		out[3*n].FinalizeAll()
 		st.Step++
 		st.Tokens += int64(count)
 		dt := time.Since(t0)
@@ -409,6 +402,37 @@ func Train(ctx context.Context, cfg TrainConfig, src SequenceSource, progress io
 	fmt.Fprintf(progress, "trained %d steps (%d target tokens) in %s: loss %.4f -> %.4f, %.0f tok/s; export %s\n",
 		st.Step-res.ResumedFrom, st.Tokens, time.Since(start).Round(time.Second), res.FirstLoss, res.FinalLoss, res.TokensPerS, res.Export)
 	return res, nil
+}
+
+// graphUpdate runs the compiled AdamW graph and replaces params and mom
+// with its outputs (accelerator backends, whose tensors live on the device).
+func graphUpdate(update *Exec, o OptimizerConfig, step int, lr float64, count int, params, mom *[]*tensors.Tensor, acc []*tensors.Tensor) (float64, error) {
+	n := len(*params)
+	t := float64(step)
+	args := make([]any, 0, 4*n+4)
+	for _, p := range *params {
+		args = append(args, p)
+	}
+	for _, p := range *mom {
+		args = append(args, p)
+	}
+	for _, a := range acc {
+		args = append(args, a)
+	}
+	args = append(args, tensors.FromScalar(float32(lr)),
+		tensors.FromScalar(float32(1-math.Pow(o.Beta1, t))), tensors.FromScalar(float32(1-math.Pow(o.Beta2, t))),
+		tensors.FromScalar(float32(max(count, 1))))
+	out, err := update.Exec(args...)
+	if err != nil {
+		return 0, err
+	}
+	for _, x := range append(append(*params, *mom...), acc...) {
+		x.FinalizeAll()
+	}
+	*params, *mom = out[:n], out[n:3*n]
+	gnorm := float64(tensors.MustCopyFlatData[float32](out[3*n])[0])
+	out[3*n].FinalizeAll()
+	return gnorm, nil
 }
 
 // initialWeights loads cfg.Init or draws a random model, then applies the
