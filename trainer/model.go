@@ -234,24 +234,22 @@ func sliceLast(rank, from, to int) []SliceAxisSpec {
 
 // swiGLU maps gu = [gate, up] [..., 2I] to silu(gate)·up [..., I] with a
 // hand-written gradient: with s = sigmoid(gate),
-// d gate = dy·up·s·(1 + gate·(1-s)) and d up = dy·gate·s.
+// d gate = dy·up·s·(1 + gate·(1-s)) and d up = dy·gate·s. The backward pass
+// reuses the forward's gate, up and s nodes (sigmoid is the expensive op).
 func swiGLU(gu *Node) *Node {
 	r := gu.Rank()
 	I := gu.Shape().Dim(-1) / 2
-	silu := func(gu *Node) (gate, up, s *Node) {
-		gate, up = Slice(gu, sliceLast(r, 0, I)...), Slice(gu, sliceLast(r, I, 2*I)...)
-		return gate, up, sigmoid(gate)
-	}
-	gate, up, s := silu(StopGradient(gu))
-	y := Mul(Mul(gate, s), up)
+	gus := StopGradient(gu)
+	gate, up := Slice(gus, sliceLast(r, 0, I)...), Slice(gus, sliceLast(r, I, 2*I)...)
+	s := sigmoid(gate)
+	gs := Mul(gate, s)
+	y := Mul(gs, up)
 	// The identity carries dy into the gate slot of gu, where the custom
 	// gradient turns it into d gate and d up (as BlockAttention does).
-	packed := IdentityWithCustomGradient(gu, func(x, v *Node) *Node {
+	packed := IdentityWithCustomGradient(gu, func(_, v *Node) *Node {
 		dy := Slice(v, sliceLast(r, 0, I)...)
-		gate, up, s := silu(x)
 		dGate := Mul(Mul(dy, up), Mul(s, AddScalar(Mul(gate, OneMinus(s)), 1)))
-		dUp := Mul(dy, Mul(gate, s))
-		return Concatenate([]*Node{dGate, dUp}, -1)
+		return Concatenate([]*Node{dGate, Mul(dy, gs)}, -1)
 	})
 	slot := Slice(packed, sliceLast(r, 0, I)...)
 	return Add(StopGradient(y), Sub(slot, StopGradient(slot)))

@@ -87,3 +87,8 @@ func BenchmarkOpWhereBroadcastMask(b *testing.B) {
 func BenchmarkOpTranspose(b *testing.B) {
 	benchOp(b, func(x *Node) *Node { return Transpose(x, 0, 1) })
 }
+func BenchmarkOpCos(b *testing.B)  { benchOp(b, func(x *Node) *Node { return Cos(x) }) }
+func BenchmarkOpSqrt(b *testing.B) { benchOp(b, func(x *Node) *Node { return Sqrt(Abs(x)) }) }
+func BenchmarkOpSigmoidBySoftmax(b *testing.B) {
+	benchOp(b, func(x *Node) *Node { return sigmoid(x) })
+}
