@@ -101,8 +101,11 @@ func BlockAttention(q, k, v, doc *Node, blockSize int) *Node {
 	a := attnLayout{B: B, S: S, H: H, Hkv: Hkv, G: H / Hkv, D: D, bs: blockSize, nb: S / blockSize}
 	qr := a.queryRows(MulScalar(q, 1/math.Sqrt(float64(D)))) // [BH, S·G, D]
 	kr, vr := a.keyRows(k), a.keyRows(v)                     // [BH, S, D]
-	masks := a.blockMasks(doc)
-	o := a.forward(StopGradient(qr), StopGradient(kr), StopGradient(vr), masks)
+	mask := func(pass int) func(i int) *Node {
+		salt := maskSalt(qr, pass)
+		return func(i int) *Node { return a.blockMask(doc, i, salt) }
+	}
+	o := a.forward(StopGradient(qr), StopGradient(kr), StopGradient(vr), mask(0))
 
 	// Route the gradient through an identity with a custom gradient: the
 	// packed tensor holds q, k, v and the output o along the row axis;
@@ -113,7 +116,7 @@ func BlockAttention(q, k, v, doc *Node, blockSize int) *Node {
 	part := func(y *Node, i int) *Node { return Slice(y, AxisRange(), AxisRange(rows[i], rows[i+1])) }
 	packed := Concatenate([]*Node{qr, kr, vr, StopGradient(o)}, 1)
 	packed = IdentityWithCustomGradient(packed, func(y, dy *Node) *Node {
-		dq, dk, dv := a.backward(part(y, 0), part(y, 1), part(y, 2), part(y, 3), part(dy, 0), masks)
+		dq, dk, dv := a.backward(part(y, 0), part(y, 1), part(y, 2), part(y, 3), part(dy, 0), mask(1))
 		return Concatenate([]*Node{dq, dk, dv, ZerosLike(dq)}, 1)
 	})
 	qs := part(packed, 0)
@@ -156,23 +159,31 @@ func rows(x *Node, from, to int) *Node {
 	return Slice(x, specs...)
 }
 
-// blockMasks returns, per query block i, which keys each query row may see:
-// bool [B·Hkv, bs·G, e], causal and within the same document. Masks depend
-// only on doc, so forward and backward share them.
-func (a attnLayout) blockMasks(doc *Node) []*Node {
+// blockMask returns which keys each query row of block i may see: bool
+// [B·Hkv, bs·G, e], causal and within the same document. salt is added to
+// both sides of each comparison, which leaves the mask unchanged: it only
+// makes each layer's and each pass's masks distinct graph nodes. The Go
+// backend merges identical expressions, and merged masks would stay alive
+// from the first layer's forward pass to its backward pass (at 16k tokens,
+// over a GiB of masks); distinct ones are built right before their one use
+// and freed after it.
+func (a attnLayout) blockMask(doc *Node, i int, salt int32) *Node {
 	g := doc.Graph()
-	masks := make([]*Node, a.nb)
-	for i := range a.nb {
-		e := (i + 1) * a.bs
-		docQ := Reshape(Slice(doc, AxisRange(), AxisRange(i*a.bs, e)), a.B, a.bs, 1)
-		docK := Reshape(Slice(doc, AxisRange(), AxisRange(0, e)), a.B, 1, e)
-		qpos := AddScalar(Iota(g, shapes.Make(dtypes.Int32, a.bs, e), 0), i*a.bs)
-		kpos := Iota(g, shapes.Make(dtypes.Int32, a.bs, e), 1)
-		m := LogicalAnd(Equal(docQ, docK), Reshape(GreaterOrEqual(qpos, kpos), 1, a.bs, e)) // [B, bs, e]
-		m = BroadcastToDims(Reshape(m, a.B, 1, a.bs, 1, e), a.B, a.Hkv, a.bs, a.G, e)
-		masks[i] = Reshape(m, a.B*a.Hkv, a.bs*a.G, e)
-	}
-	return masks
+	e := (i + 1) * a.bs
+	sd := AddScalar(doc, float64(salt))
+	docQ := Reshape(Slice(sd, AxisRange(), AxisRange(i*a.bs, e)), a.B, a.bs, 1)
+	docK := Reshape(Slice(sd, AxisRange(), AxisRange(0, e)), a.B, 1, e)
+	qpos := AddScalar(Iota(g, shapes.Make(dtypes.Int32, a.bs, e), 0), float64(i*a.bs)+float64(salt))
+	kpos := AddScalar(Iota(g, shapes.Make(dtypes.Int32, a.bs, e), 1), float64(salt))
+	m := LogicalAnd(Equal(docQ, docK), Reshape(GreaterOrEqual(qpos, kpos), 1, a.bs, e)) // [B, bs, e]
+	m = BroadcastToDims(Reshape(m, a.B, 1, a.bs, 1, e), a.B, a.Hkv, a.bs, a.G, e)
+	return Reshape(m, a.B*a.Hkv, a.bs*a.G, e)
+}
+
+// maskSalt derives a per-call, per-pass salt (see blockMask) from a node of
+// this attention call; any value works, distinct ones save memory.
+func maskSalt(n *Node, pass int) int32 {
+	return int32((int(n.Id())%256)*2+pass) << 21
 }
 
 // probs returns the attention probabilities of query block i over keys
@@ -185,12 +196,12 @@ func probs(q, k, mask *Node) *Node {
 }
 
 // forward returns the attention output rows [BH, S·G, D].
-func (a attnLayout) forward(q, k, v *Node, masks []*Node) *Node {
+func (a attnLayout) forward(q, k, v *Node, mask func(i int) *Node) *Node {
 	R := a.bs * a.G
 	outs := make([]*Node, a.nb)
 	for i := range a.nb {
 		e := (i + 1) * a.bs
-		p := probs(rows(q, i*R, (i+1)*R), rows(k, 0, e), masks[i])
+		p := probs(rows(q, i*R, (i+1)*R), rows(k, 0, e), mask(i))
 		outs[i] = DotGeneral(p, []int{2}, []int{0}, rows(v, 0, e), []int{1}, []int{0}) // [BH, R, D]
 	}
 	return Concatenate(outs, 1)
@@ -202,7 +213,7 @@ func (a attnLayout) forward(q, k, v *Node, masks []*Node) *Node {
 // dKᵀ and dVᵀ are accumulated as [BH, D, S] so both matmuls take the
 // score-sized operand in the layout the backend multiplies without a
 // transpose; only the small q and dO blocks are transposed.
-func (a attnLayout) backward(q, k, v, o, dO *Node, masks []*Node) (dq, dk, dv *Node) {
+func (a attnLayout) backward(q, k, v, o, dO *Node, mask func(i int) *Node) (dq, dk, dv *Node) {
 	R := a.bs * a.G
 	delta := ReduceAndKeep(Mul(dO, o), ReduceSum, 2) // [BH, S·G, 1]
 	qT := TransposeAllAxes(q, 0, 2, 1)               // [BH, D, S·G]
@@ -213,7 +224,7 @@ func (a attnLayout) backward(q, k, v, o, dO *Node, masks []*Node) (dq, dk, dv *N
 		e := (i + 1) * a.bs
 		ke, ve := rows(k, 0, e), rows(v, 0, e)
 		dOi := rows(dO, i*R, (i+1)*R)
-		p := probs(rows(q, i*R, (i+1)*R), ke, masks[i])
+		p := probs(rows(q, i*R, (i+1)*R), ke, mask(i))
 		dp := DotGeneral(dOi, []int{2}, []int{0}, ve, []int{2}, []int{0}) // [BH, R, e]
 		ds := Mul(p, Sub(dp, rows(delta, i*R, (i+1)*R)))
 		dqs[i] = DotGeneral(ds, []int{2}, []int{0}, ke, []int{1}, []int{0}) // [BH, R, D]
