@@ -19,6 +19,16 @@ import (
 //     backward pass needs it (135M shape at 1k tokens: peak RSS 7.3 -> 4.5 GiB).
 const DefaultBackend = "go:ops_sequential,creation_order"
 
+// ParallelBackend runs independent ops at the same time. The default Go
+// backend configuration deadlocks when several matmuls run at once: each
+// running op holds a slot of a bounded worker pool while its matmul waits
+// for free slots. With parallelism=-1 ops take no slots (each matmul still
+// caps itself at GOMAXPROCS workers), so nothing waits on a full pool
+// (TestParallelBackendDoesNotHang). It is not the default: ops run as soon
+// as their inputs are ready, not in creation order, which gives up the
+// memory bound of per-layer recompute.
+const ParallelBackend = "go:parallelism=-1"
+
 // NewBackend returns the compute backend named by spec, or by
 // $GOMLX_BACKEND when spec is empty, or DefaultBackend. The XLA backend is
 // only available in binaries that import it (cmd/longctx-train), and takes

@@ -109,3 +109,47 @@ func TestGoBackendParallelOpsWorkaround(t *testing.T) {
 		t.Fatalf("parallel matmuls did not finish in 60s with %s", DefaultBackend)
 	}
 }
+
+// ParallelBackend runs independent ops concurrently without the deadlock:
+// with unlimited parallelism a node does not hold a pool slot while its
+// matmul waits for workers (the deadlock of the default bounded pool; this
+// graph hangs with plain "go"). Many independent matmuls, each followed by
+// elementwise ops, repeated; a hang fails the test after two minutes.
+func TestParallelBackendDoesNotHang(t *testing.T) {
+	backend, err := NewBackend(ParallelBackend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 1))
+	a := tensors.FromFlatDataAndDimensions(randF32(rng, 384*256), 384, 256)
+	done := make(chan error, 1)
+	go func() {
+		for range 8 {
+			_, err := ExecOnce(backend, func(x *Node) *Node {
+				var sum *Node
+				for i := range 16 {
+					y := Sqrt(Abs(MatMul(MulScalar(x, float64(i+1)), Transpose(x, 0, 1))))
+					if sum == nil {
+						sum = y
+					} else {
+						sum = Add(sum, y)
+					}
+				}
+				return ReduceAllSum(sum)
+			}, a)
+			if err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(120 * time.Second):
+		t.Fatalf("independent matmuls did not finish in 120s with %s", ParallelBackend)
+	}
+}
