@@ -2,6 +2,15 @@
 # GoMLX's fast CPU kernels need GOEXPERIMENT=simd; Beam builds and runs with it too.
 export GOEXPERIMENT := simd
 export GOTOOLCHAIN := local
+# Go's asynchronous preemption (a signal every 10 ms to a running goroutine)
+# leaves the vector unit in a state where math.Exp, which mixes VEX and
+# legacy SSE instructions, runs at ~4-5 µs per call instead of ~15 ns under
+# GOEXPERIMENT=simd on these machines (trainer/ops_bench_test.go): the Go
+# backend's Exp and Sigmoid ops would dominate every training step. Every
+# binary and test built here carries GODEBUG asyncpreemptoff=1 as its
+# default (an environment GODEBUG still overrides it).
+GO_LDFLAGS := -X=runtime.godebugDefault=asyncpreemptoff=1
+export GOFLAGS := -ldflags=$(GO_LDFLAGS)
 GO ?= go
 BIN := bin/longctx
 # Packages cheap enough to run under the race detector within CI time.
@@ -9,14 +18,14 @@ RACE_PKGS := ./config/... ./storage/... ./progress/... ./mixture/... ./shards/..
 # The reference encoder (npm tokenizers@0.23.2) the tokenizer's golden tests compare against.
 HF_TOKENIZERS := tokenizer/testdata/gen/node_modules/.package-lock.json
 
-.PHONY: build build-train test bench demo sweep lint clean
+.PHONY: build build-train test bench opsbench demo sweep lint clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/longctx
 
 # Trainer-only binary (no Beam): the one that travels to a GPU machine.
 build-train:
-	$(GO) build -trimpath -ldflags='-s -w' -o bin/longctx-train ./cmd/longctx-train
+	$(GO) build -trimpath -ldflags='-s -w $(GO_LDFLAGS)' -o bin/longctx-train ./cmd/longctx-train
 
 $(HF_TOKENIZERS): tokenizer/testdata/gen/package-lock.json
 	npm ci --prefix tokenizer/testdata/gen --no-audit --no-fund
@@ -33,6 +42,10 @@ bench: build $(HF_TOKENIZERS)
 	$(GO) run ./benchmarks/rope
 	$(GO) run ./benchmarks/trainer
 	$(GO) run ./benchmarks/eval
+
+# Per-op costs of the Go backend (what the trainer's graph is shaped around).
+opsbench:
+	$(GO) test ./trainer -run '^$$' -bench Op -benchtime 3x
 
 # The whole recipe at toy scale; report in demo-out/REPORT.md.
 demo: build

@@ -222,16 +222,6 @@ func (m *Model) MLP(l Layer, h *Node) *Node {
 	return m.linear(swiGLU(gu), l.Down)
 }
 
-// sigmoid is 1/(1+e^-x) computed as softmax([x, 0])[0] with the backend's
-// fused softmax: the Go backend's Logistic and Exp call math.Exp per
-// element, which under GOEXPERIMENT=simd runs up to ~100x slower than
-// the fused op's float32 exp (see BenchmarkOpExp in ops_bench_test.go).
-// No gradient flows through it.
-func sigmoid(x *Node) *Node {
-	pair := Concatenate([]*Node{ExpandAxes(x, -1), ZerosLike(ExpandAxes(x, -1))}, -1) // [..., 2]
-	return Squeeze(Slice(BackendFusedSoftmax(pair, pair.Rank()-1), sliceLast(pair.Rank(), 0, 1)...), -1)
-}
-
 // sliceLast returns slice specs that take [from, to) of the last of rank axes.
 func sliceLast(rank, from, to int) []SliceAxisSpec {
 	specs := make([]SliceAxisSpec, rank)
@@ -245,13 +235,14 @@ func sliceLast(rank, from, to int) []SliceAxisSpec {
 // swiGLU maps gu = [gate, up] [..., 2I] to silu(gate)·up [..., I] with a
 // hand-written gradient: with s = sigmoid(gate),
 // d gate = dy·up·s·(1 + gate·(1-s)) and d up = dy·gate·s. The backward pass
-// reuses the forward's gate, up and s nodes (sigmoid is the expensive op).
+// reuses the forward's gate, up and s nodes (sigmoid is the expensive op:
+// math.Exp per element).
 func swiGLU(gu *Node) *Node {
 	r := gu.Rank()
 	I := gu.Shape().Dim(-1) / 2
 	gus := StopGradient(gu)
 	gate, up := Slice(gus, sliceLast(r, 0, I)...), Slice(gus, sliceLast(r, I, 2*I)...)
-	s := sigmoid(gate)
+	s := Sigmoid(gate)
 	gs := Mul(gate, s)
 	y := Mul(gs, up)
 	// The identity carries dy into the gate slot of gu, where the custom
