@@ -109,6 +109,7 @@ func main() {
 	sgemm := flag.String("sgemm", "2048x576x1536,4096x4096x4096", "matmul shapes MxKxN for the sgemm peak")
 	repeats := flag.Int("repeats", 5, "sgemm: best of this many")
 	out := flag.String("out", "out", "output directory (trainer-bench.json, trainer-bench.md)")
+	godebug := flag.String("godebug", "", "GODEBUG for longctx's side, e.g. asyncpreemptoff=1 (under GOEXPERIMENT=simd, math.Exp runs ~100x slower once a goroutine was async-preempted)")
 	worker := flag.String("worker", "", "internal: run longctx's side of one shape and print JSON")
 	cpuprofile := flag.String("cpuprofile", "", "worker: write a CPU profile of longctx's side")
 	flag.Parse()
@@ -196,8 +197,14 @@ func main() {
 			FirstLoss  float64 `json:"first_loss"`
 		}
 		logf("  longctx: %d+1 steps ...", *steps)
-		u, err := runJSON(cmd, append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(*threads)), &lr)
-		r := u.run("longctx", err)
+		env := append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(*threads))
+		side := "longctx"
+		if *godebug != "" {
+			env = append(env, "GODEBUG="+*godebug)
+			side += " (GODEBUG=" + *godebug + ")"
+		}
+		u, err := runJSON(cmd, env, &lr)
+		r := u.run(side, err)
 		r.TokensPerS, r.FirstLoss = lr.TokensPerS, lr.FirstLoss
 		sr.Runs = append(sr.Runs, r)
 		logf("  longctx: %s", r.line())
