@@ -18,7 +18,7 @@ RACE_PKGS := ./config/... ./storage/... ./progress/... ./mixture/... ./shards/..
 # The reference encoder (npm tokenizers@0.23.2) the tokenizer's golden tests compare against.
 HF_TOKENIZERS := tokenizer/testdata/gen/node_modules/.package-lock.json
 
-.PHONY: build build-train test bench opsbench demo sweep lint clean
+.PHONY: build build-train test bench bench-deps opsbench demo sweep lint clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/longctx
@@ -34,8 +34,16 @@ test: lint $(HF_TOKENIZERS)
 	$(GO) test -count=1 -timeout 25m ./...
 	$(GO) test -count=1 -race -timeout 10m $(RACE_PKGS)
 
+# The trainer benchmark's anchor: Debian's PyTorch on OpenBLAS (without
+# libopenblas0 torch falls back to the reference BLAS at a few GFLOP/s).
+# Installed only when missing.
+bench-deps:
+	@if dpkg -s python3-torch libopenblas0 >/dev/null 2>&1; then :; else \
+		echo "installing python3-torch and libopenblas0 for benchmarks/trainer"; \
+		apt-get update && apt-get install -y python3-torch libopenblas0; fi
+
 # Each benchmark runs its anchor side by side and prints ratios; results go to out/.
-bench: build $(HF_TOKENIZERS)
+bench: build bench-deps $(HF_TOKENIZERS)
 	$(GO) run ./benchmarks/tokenizer
 	$(GO) run ./benchmarks/prepare
 	$(GO) run ./benchmarks/mix
