@@ -96,3 +96,23 @@ func BenchmarkOpTranspose(b *testing.B) {
 }
 func BenchmarkOpCos(b *testing.B)  { benchOp(b, func(x *Node) *Node { return Cos(x) }) }
 func BenchmarkOpSqrt(b *testing.B) { benchOp(b, func(x *Node) *Node { return Sqrt(Abs(x)) }) }
+
+// After an AVX-512 matmul in the same graph (as in a training step), with
+// asynchronous preemption off: Exp and Logistic stay the cheapest ways to
+// an exponential (pure-Go Expm1 is slower).
+func afterMatmul(op func(x *Node) *Node) func(x *Node) *Node {
+	return func(x *Node) *Node {
+		w := Reshape(Slice(x, AxisRange(0, 64)), benchCols, 64)            // [cols, 64]
+		mm := ReduceAllSum(DotGeneral(x, []int{1}, nil, w, []int{0}, nil)) // [rows, 64] summed
+		return Add(op(x), MulScalar(mm, 0))
+	}
+}
+func BenchmarkOpExpAfterMatmul(b *testing.B) {
+	benchOp(b, afterMatmul(func(x *Node) *Node { return Exp(x) }))
+}
+func BenchmarkOpExpm1AfterMatmul(b *testing.B) {
+	benchOp(b, afterMatmul(func(x *Node) *Node { return Expm1(x) }))
+}
+func BenchmarkOpLogisticAfterMatmul(b *testing.B) {
+	benchOp(b, afterMatmul(func(x *Node) *Node { return Sigmoid(x) }))
+}
