@@ -101,11 +101,11 @@ func BlockAttention(q, k, v, doc *Node, blockSize int) *Node {
 	a := attnLayout{B: B, S: S, H: H, Hkv: Hkv, G: H / Hkv, D: D, bs: blockSize, nb: S / blockSize}
 	qr := a.queryRows(MulScalar(q, 1/math.Sqrt(float64(D)))) // [BH, S·G, D]
 	kr, vr := a.keyRows(k), a.keyRows(v)                     // [BH, S, D]
-	mask := func(pass int) func(i int) *Node {
-		salt := maskSalt(qr, pass)
+	mask := func(pass int, after *Node) func(i int) *Node {
+		salt := maskSalt(qr, pass, after)
 		return func(i int) *Node { return a.blockMask(doc, i, salt) }
 	}
-	o := a.forward(StopGradient(qr), StopGradient(kr), StopGradient(vr), mask(0))
+	o := a.forward(StopGradient(qr), StopGradient(kr), StopGradient(vr), mask(0, qr))
 
 	// Route the gradient through an identity with a custom gradient: the
 	// packed tensor holds q, k, v and the output o along the row axis;
@@ -116,7 +116,7 @@ func BlockAttention(q, k, v, doc *Node, blockSize int) *Node {
 	part := func(y *Node, i int) *Node { return Slice(y, AxisRange(), AxisRange(rows[i], rows[i+1])) }
 	packed := Concatenate([]*Node{qr, kr, vr, StopGradient(o)}, 1)
 	packed = IdentityWithCustomGradient(packed, func(y, dy *Node) *Node {
-		dq, dk, dv := a.backward(part(y, 0), part(y, 1), part(y, 2), part(y, 3), part(dy, 0), mask(1))
+		dq, dk, dv := a.backward(part(y, 0), part(y, 1), part(y, 2), part(y, 3), part(dy, 0), mask(1, dy))
 		return Concatenate([]*Node{dq, dk, dv, ZerosLike(dq)}, 1)
 	})
 	qs := part(packed, 0)
@@ -160,30 +160,38 @@ func rows(x *Node, from, to int) *Node {
 }
 
 // blockMask returns which keys each query row of block i may see: bool
-// [B·Hkv, bs·G, e], causal and within the same document. salt is added to
-// both sides of each comparison, which leaves the mask unchanged: it only
-// makes each layer's and each pass's masks distinct graph nodes. The Go
-// backend merges identical expressions, and merged masks would stay alive
-// from the first layer's forward pass to its backward pass (at 16k tokens,
-// over a GiB of masks); distinct ones are built right before their one use
-// and freed after it.
-func (a attnLayout) blockMask(doc *Node, i int, salt int32) *Node {
+// [B·Hkv, bs·G, e], causal and within the same document. salt [] int32 is
+// added to both sides of each comparison, which leaves the mask unchanged;
+// see maskSalt for why.
+func (a attnLayout) blockMask(doc *Node, i int, salt *Node) *Node {
 	g := doc.Graph()
 	e := (i + 1) * a.bs
-	sd := AddScalar(doc, float64(salt))
+	sd := Add(doc, salt)
 	docQ := Reshape(Slice(sd, AxisRange(), AxisRange(i*a.bs, e)), a.B, a.bs, 1)
 	docK := Reshape(Slice(sd, AxisRange(), AxisRange(0, e)), a.B, 1, e)
-	qpos := AddScalar(Iota(g, shapes.Make(dtypes.Int32, a.bs, e), 0), float64(i*a.bs)+float64(salt))
-	kpos := AddScalar(Iota(g, shapes.Make(dtypes.Int32, a.bs, e), 1), float64(salt))
+	qpos := Add(Iota(g, shapes.Make(dtypes.Int32, a.bs, e), 0), AddScalar(salt, float64(i*a.bs)))
+	kpos := Add(Iota(g, shapes.Make(dtypes.Int32, a.bs, e), 1), salt)
 	m := LogicalAnd(Equal(docQ, docK), Reshape(GreaterOrEqual(qpos, kpos), 1, a.bs, e)) // [B, bs, e]
 	m = BroadcastToDims(Reshape(m, a.B, 1, a.bs, 1, e), a.B, a.Hkv, a.bs, a.G, e)
 	return Reshape(m, a.B*a.Hkv, a.bs*a.G, e)
 }
 
-// maskSalt derives a per-call, per-pass salt (see blockMask) from a node of
-// this attention call; any value works, distinct ones save memory.
-func maskSalt(n *Node, pass int) int32 {
-	return int32((int(n.Id())%256)*2+pass) << 21
+// maskSalt returns a scalar int32 that makes each attention call's and each
+// pass's masks distinct graph nodes that cannot run before after exists. The
+// Go backend merges identical expressions: shared masks would stay alive from
+// the first layer's forward pass to its backward pass (at 16k tokens, over a
+// GiB). And a mask that depends on the document ids alone is ready at the
+// start of the step: a scheduler that runs ops when ready (ParallelBackend)
+// would build every layer's masks at once. The salt's value comes from the
+// node id; its dependency on after is a comparison that is always false
+// (x > x, even for NaN).
+func maskSalt(n *Node, pass int, after *Node) *Node {
+	first := after
+	for range after.Rank() {
+		first = Squeeze(Slice(first, AxisRange(0, 1)), 0)
+	}
+	zero := ConvertDType(GreaterThan(first, first), dtypes.Int32)
+	return AddScalar(zero, float64(int32((int(n.Id())%256)*2+pass)<<21))
 }
 
 // probs returns the attention probabilities of query block i over keys
