@@ -3,6 +3,8 @@ package trainer
 import (
 	"fmt"
 	"os"
+	"runtime/debug"
+	"strings"
 
 	"github.com/gomlx/compute"
 	_ "github.com/gomlx/compute/gobackend" // pure Go backend, always available
@@ -54,4 +56,23 @@ func NewBackend(spec string) (compute.Backend, error) {
 		return nil, fmt.Errorf("backend %q: %w", spec, err)
 	}
 	return b, nil
+}
+
+// AsyncPreemptOff reports whether this binary runs with Go's asynchronous
+// preemption off (GODEBUG asyncpreemptoff=1, linked in by the Makefile or
+// set in the environment). With it on, under GOEXPERIMENT=simd, math.Exp
+// (the Go backend's Exp and Sigmoid) runs ~300x slower on this project's
+// machines once a goroutine has been preempted (trainer/ops_bench_test.go).
+func AsyncPreemptOff() bool {
+	if strings.Contains(os.Getenv("GODEBUG"), "asyncpreemptoff=1") {
+		return true
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "-ldflags" && strings.Contains(s.Value, "godebugDefault=asyncpreemptoff=1") {
+				return true
+			}
+		}
+	}
+	return false
 }

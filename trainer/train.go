@@ -212,6 +212,9 @@ func Train(ctx context.Context, cfg TrainConfig, src SequenceSource, progress io
 	// On the Go backend tensors live in host memory: AdamW runs there as one
 	// fused pass on all cores (hostAdamW) instead of a graph.
 	hostUpdate := backend.String() == "go"
+	if hostUpdate && !AsyncPreemptOff() {
+		fmt.Fprintln(progress, "warning: asynchronous preemption is on: math.Exp runs ~300x slower under GOEXPERIMENT=simd; build with make or set GODEBUG=asyncpreemptoff=1")
+	}
 	var update *Exec
 	if !hostUpdate {
 		update, err = NewExec(backend, func(g *Graph, in []*Node) []*Node {
