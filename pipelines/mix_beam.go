@@ -1,16 +1,20 @@
 package pipelines
 
-// The mix stage on Beam: one element per token-cache file -> select (pieces
-// keyed by packing group) -> GroupByKey over the bounded groups -> pack and
-// write one shard per group. Counts and per-group results go through
-// combiners into two small files the driver reads back.
+// The mix stage on Beam: the file list is a file the workers expand (the job
+// graph holds its path, not one element per cache file) -> Reshuffle, so
+// select spreads over workers -> select (pieces keyed by packing group) ->
+// GroupByKey over the bounded groups -> pack and write one shard per group.
+// Counts and per-group results go through combiners into two small files the
+// driver reads back.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"reflect"
 	"sort"
+	"strings"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
@@ -24,6 +28,7 @@ import (
 )
 
 func init() {
+	register.DoFn3x1[context.Context, string, func(string), error](&mixListFn{})
 	register.DoFn4x1[context.Context, string, func(int, []byte), func(string), error](&mixSelectFn{})
 	register.DoFn4x1[context.Context, int, func(*[]byte) bool, func(string), error](&mixPackFn{})
 	register.DoFn2x1[context.Context, string, error](&mixWriteFn{})
@@ -32,24 +37,55 @@ func init() {
 	register.Emitter2[int, []byte]()
 	register.Emitter1[string]()
 	register.Iter1[[]byte]()
+	beam.RegisterType(reflect.TypeOf((*mixListFn)(nil)).Elem())
 	beam.RegisterType(reflect.TypeOf((*mixSelectFn)(nil)).Elem())
 	beam.RegisterType(reflect.TypeOf((*mixPackFn)(nil)).Elem())
 	beam.RegisterType(reflect.TypeOf((*mixWriteFn)(nil)).Elem())
 }
 
-// mixSelectFn runs selectFile on one cache file (a JSON cacheFile).
-type mixSelectFn struct {
-	Job string `json:"job"` // JSON mixJob
-	job mixJob
+// mixListFn expands the file list (JSON Lines of cacheFile) on a worker.
+type mixListFn struct{}
+
+func (f *mixListFn) ProcessElement(ctx context.Context, path string, emit func(string)) error {
+	b, err := storage.ReadFile(ctx, path)
+	if err != nil {
+		return fmt.Errorf("mix file list: %w", err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if line != "" {
+			emit(line)
+		}
+	}
+	return nil
 }
 
-func (f *mixSelectFn) Setup() error { return json.Unmarshal([]byte(f.Job), &f.job) }
+// mixSelectFn runs selectFile on one cache file (a JSON cacheFile).
+type mixSelectFn struct {
+	Job     string `json:"job"` // JSON mixJob
+	job     mixJob
+	bundles beam.Counter
+	files   beam.Counter
+}
+
+func (f *mixSelectFn) Setup() error {
+	f.bundles = beam.NewCounter("mix", "select_bundles")
+	f.files = beam.NewCounter("mix", "select_files")
+	return json.Unmarshal([]byte(f.Job), &f.job)
+}
+
+// StartBundle counts bundles: a mix whose select ran in one bundle ran on one
+// worker.
+// (Beam wants a StartBundle to declare the emitters ProcessElement has.)
+func (f *mixSelectFn) StartBundle(ctx context.Context, _ func(int, []byte), _ func(string)) {
+	f.bundles.Inc(ctx, 1)
+}
 
 func (f *mixSelectFn) ProcessElement(ctx context.Context, file string, emit func(int, []byte), emitCounts func(string)) error {
 	var cf cacheFile
 	if err := json.Unmarshal([]byte(file), &cf); err != nil {
 		return fmt.Errorf("mix select: bad element %q: %w", file, err)
 	}
+	f.files.Inc(ctx, 1)
 	counts, err := selectFile(ctx, f.job, cf, func(g int, p shards.Piece) error {
 		emit(g, encodePiece(p))
 		return nil
@@ -134,7 +170,8 @@ func mergeResultsJSON(a, b string) (string, error) {
 }
 
 // runBeam builds and runs the mix pipeline on the named runner.
-func runBeam(ctx context.Context, opt MixOptions, job mixJob, files []cacheFile) (selectCounts, []groupResult, error) {
+// The file list and the two result files live in the temp area tmp.
+func runBeam(ctx context.Context, opt MixOptions, job mixJob, files []cacheFile, tmp string) (selectCounts, []groupResult, error) {
 	counts := newSelectCounts()
 	if len(files) == 0 {
 		return counts, nil, nil
@@ -146,27 +183,41 @@ func runBeam(ctx context.Context, opt MixOptions, job mixJob, files []cacheFile)
 	if err != nil {
 		return counts, nil, err
 	}
-	parts := storage.Join(job.Output, "parts")
-	countsPath, resultsPath := storage.Join(parts, "counts.json"), storage.Join(parts, "results.json")
-	p, s := beam.NewPipelineWithRoot()
-	elems := make([]string, len(files))
-	for i, f := range files {
+	countsPath, resultsPath, listPath := storage.Join(tmp, "counts.json"), storage.Join(tmp, "results.json"), storage.Join(tmp, "files.jsonl")
+	var list bytes.Buffer
+	for _, f := range files {
 		b, _ := json.Marshal(f)
-		elems[i] = string(b)
+		list.Write(b)
+		list.WriteByte('\n')
 	}
-	in := beam.CreateList(s, elems)
+	if err := storage.WriteFile(ctx, listPath, list.Bytes()); err != nil {
+		return counts, nil, err
+	}
+	p, s := beam.NewPipelineWithRoot()
+	in := beam.ParDo(s, &mixListFn{}, beam.Create(s, listPath))
+	// One element expanded into many stays in one bundle unless reshuffled.
+	in = beam.Reshuffle(s, in)
 	pieces, fileCounts := beam.ParDo2(s, &mixSelectFn{Job: string(jobJSON)}, in)
 	grouped := beam.GroupByKey(s, pieces)
 	results := beam.ParDo(s, &mixPackFn{Job: string(jobJSON)}, grouped)
 	beam.ParDo0(s, &mixWriteFn{Path: countsPath}, beam.Combine(s, mergeCountsJSON, fileCounts))
 	beam.ParDo0(s, &mixWriteFn{Path: resultsPath}, beam.Combine(s, mergeResultsJSON, results))
-	if _, err := beam.Run(ctx, opt.Runner, p); err != nil {
+	res, err := beam.Run(ctx, opt.Runner, p)
+	if err != nil {
 		return counts, nil, fmt.Errorf("mix on beam runner %s: %w", opt.Runner, err)
+	}
+	if res != nil {
+		for _, c := range res.Metrics().AllMetrics().Counters() {
+			if c.Key.Namespace == "mix" && c.Key.Name == "select_bundles" {
+				counts.SelectBundles += c.Result()
+			}
+		}
 	}
 	cb, err := storage.ReadFile(ctx, countsPath)
 	if err != nil {
 		return counts, nil, fmt.Errorf("mix on beam: counts: %w", err)
 	}
+	bundles := counts.SelectBundles
 	if err := json.Unmarshal(cb, &counts); err != nil {
 		return counts, nil, fmt.Errorf("mix on beam: %s: %w", countsPath, err)
 	}
@@ -178,9 +229,6 @@ func runBeam(ctx context.Context, opt MixOptions, job mixJob, files []cacheFile)
 	if err := json.Unmarshal(rb, &rs); err != nil {
 		return counts, nil, fmt.Errorf("mix on beam: %s: %w", resultsPath, err)
 	}
-	// The parts are the driver's inputs only; the shard directory keeps
-	// shards, manifest and report.
-	storage.Remove(ctx, countsPath)
-	storage.Remove(ctx, resultsPath)
+	counts.SelectBundles = bundles
 	return counts, rs, nil
 }

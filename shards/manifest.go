@@ -48,6 +48,12 @@ type SourceStats struct {
 	Repeats         float64 `json:"repeats"`
 	TruncatedTokens int64   `json:"truncated_tokens"`
 	Warning         string  `json:"warning,omitempty"`
+	// Duplicates the mix found in the source: repeated ids (dropped, the
+	// first occurrence kept) and repeated content under another id (counted
+	// with dedup count/exact, dropped with exact).
+	DuplicateIDs     int64 `json:"duplicate_id,omitempty"`
+	DuplicateContent int64 `json:"duplicate_content,omitempty"`
+	DroppedContent   int64 `json:"dropped_content,omitempty"`
 }
 
 // Sequences is the total over all shards.
