@@ -17,6 +17,8 @@ import (
 	"strings"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/sdf"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/io/rtrackers/offsetrange"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 	_ "github.com/apache/beam/sdks/v2/go/pkg/beam/runners/dataflow"
 	_ "github.com/apache/beam/sdks/v2/go/pkg/beam/runners/direct"
@@ -28,7 +30,8 @@ import (
 )
 
 func init() {
-	register.DoFn3x1[context.Context, string, func(string), error](&mixListFn{})
+	register.DoFn4x2[context.Context, *sdf.LockRTracker, string, func(string), sdf.ProcessContinuation, error](&mixListFn{})
+	register.DoFn3x1[context.Context, string, func(string), error](&mixListAllFn{})
 	register.DoFn4x1[context.Context, string, func(int, []byte), func(string), error](&mixSelectFn{})
 	register.DoFn4x1[context.Context, int, func(*[]byte) bool, func(string), error](&mixPackFn{})
 	register.DoFn2x1[context.Context, string, error](&mixWriteFn{})
@@ -38,23 +41,84 @@ func init() {
 	register.Emitter1[string]()
 	register.Iter1[[]byte]()
 	beam.RegisterType(reflect.TypeOf((*mixListFn)(nil)).Elem())
+	beam.RegisterType(reflect.TypeOf((*mixListAllFn)(nil)).Elem())
 	beam.RegisterType(reflect.TypeOf((*mixSelectFn)(nil)).Elem())
 	beam.RegisterType(reflect.TypeOf((*mixPackFn)(nil)).Elem())
 	beam.RegisterType(reflect.TypeOf((*mixWriteFn)(nil)).Elem())
 }
 
-// mixListFn expands the file list (JSON Lines of cacheFile) on a worker.
-type mixListFn struct{}
+// mixListElem names the file list (JSON Lines of cacheFile) and its length.
+type mixListElem struct {
+	Path  string `json:"path"`
+	Files int64  `json:"files"`
+}
 
-func (f *mixListFn) ProcessElement(ctx context.Context, path string, emit func(string)) error {
-	b, err := storage.ReadFile(ctx, path)
+// mixListFn expands the file list on a worker: a splittable DoFn over the
+// list's line numbers that emits one file and then checkpoints, so each file
+// leaves in its own bundle and the runner can spread select even where it
+// fuses it with this step (prism elides Reshuffle into a fusion break).
+type mixListFn struct {
+	path  string
+	lines []string
+}
+
+func (f *mixListFn) CreateInitialRestriction(elem string) offsetrange.Restriction {
+	var e mixListElem
+	json.Unmarshal([]byte(elem), &e)
+	return offsetrange.Restriction{Start: 0, End: e.Files}
+}
+
+func (f *mixListFn) SplitRestriction(_ string, r offsetrange.Restriction) []offsetrange.Restriction {
+	return []offsetrange.Restriction{r}
+}
+
+func (f *mixListFn) RestrictionSize(_ string, r offsetrange.Restriction) float64 { return r.Size() }
+
+func (f *mixListFn) CreateTracker(r offsetrange.Restriction) *sdf.LockRTracker {
+	return sdf.NewLockRTracker(offsetrange.NewTracker(r))
+}
+
+func (f *mixListFn) ProcessElement(ctx context.Context, rt *sdf.LockRTracker, elem string, emit func(string)) (sdf.ProcessContinuation, error) {
+	var e mixListElem
+	if err := json.Unmarshal([]byte(elem), &e); err != nil {
+		return sdf.StopProcessing(), fmt.Errorf("mix file list: bad element %q: %w", elem, err)
+	}
+	if f.path != e.Path {
+		b, err := storage.ReadFile(ctx, e.Path)
+		if err != nil {
+			return sdf.StopProcessing(), fmt.Errorf("mix file list: %w", err)
+		}
+		f.path, f.lines = e.Path, strings.Split(strings.TrimSpace(string(b)), "\n")
+		if int64(len(f.lines)) != e.Files {
+			return sdf.StopProcessing(), fmt.Errorf("mix file list %s: %d lines, the driver wrote %d", e.Path, len(f.lines), e.Files)
+		}
+	}
+	r := rt.GetRestriction().(offsetrange.Restriction)
+	if !rt.TryClaim(r.Start) {
+		return sdf.StopProcessing(), nil
+	}
+	emit(f.lines[r.Start])
+	if r.Start+1 >= r.End {
+		return sdf.StopProcessing(), nil
+	}
+	return sdf.ResumeProcessingIn(0), nil
+}
+
+// mixListAllFn expands the whole file list in one call: for the direct
+// runner, whose splittable-DoFn fallback does not resume a checkpoint.
+type mixListAllFn struct{}
+
+func (f *mixListAllFn) ProcessElement(ctx context.Context, elem string, emit func(string)) error {
+	var e mixListElem
+	if err := json.Unmarshal([]byte(elem), &e); err != nil {
+		return fmt.Errorf("mix file list: bad element %q: %w", elem, err)
+	}
+	b, err := storage.ReadFile(ctx, e.Path)
 	if err != nil {
 		return fmt.Errorf("mix file list: %w", err)
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		if line != "" {
-			emit(line)
-		}
+		emit(line)
 	}
 	return nil
 }
@@ -194,7 +258,13 @@ func runBeam(ctx context.Context, opt MixOptions, job mixJob, files []cacheFile,
 		return counts, nil, err
 	}
 	p, s := beam.NewPipelineWithRoot()
-	in := beam.ParDo(s, &mixListFn{}, beam.Create(s, listPath))
+	listElem, _ := json.Marshal(mixListElem{Path: listPath, Files: int64(len(files))})
+	var in beam.PCollection
+	if opt.Runner == "direct" {
+		in = beam.ParDo(s, &mixListAllFn{}, beam.Create(s, string(listElem)))
+	} else {
+		in = beam.ParDo(s, &mixListFn{}, beam.Create(s, string(listElem)))
+	}
 	// One element expanded into many stays in one bundle unless reshuffled.
 	in = beam.Reshuffle(s, in)
 	pieces, fileCounts := beam.ParDo2(s, &mixSelectFn{Job: string(jobJSON)}, in)
