@@ -78,10 +78,10 @@ func decodePiece(b []byte) (shards.Piece, error) {
 // and position, which also order duplicates: the first occurrence wins), its
 // id and length, and with content dedup its content hash.
 type docRec struct {
-	Src     int // index of the source in the spec
-	File    int // index in the mix's file list (manifest order within a source)
-	Doc     int // position in the file
-	Tokens  int64
+	Src     uint16 // index of the source in the spec
+	File    uint32 // index in the mix's file list (manifest order within a source)
+	Doc     uint32 // position in the file
+	Tokens  uint32
 	ID      string
 	Content [16]byte // zero unless content hashing is on
 }
@@ -112,7 +112,7 @@ func decodeDocRec(b []byte, content bool) (docRec, error) {
 	if uint64(len(b)) < v[4] {
 		return r, errors.New("malformed document record: id past end")
 	}
-	r.Src, r.File, r.Doc, r.Tokens = int(v[0]), int(v[1]), int(v[2]), int64(v[3])
+	r.Src, r.File, r.Doc, r.Tokens = uint16(v[0]), uint32(v[1]), uint32(v[2]), uint32(v[3])
 	r.ID, b = string(b[:v[4]]), b[v[4]:]
 	if content {
 		if len(b) != 16 {

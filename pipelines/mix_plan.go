@@ -16,6 +16,7 @@ package pipelines
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -24,6 +25,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -34,13 +36,14 @@ import (
 
 const (
 	// defaultPartitionDocs bounds the documents of one plan partition (about
-	// 100 MB of records in memory while it is de-duplicated).
-	defaultPartitionDocs = 1 << 20
+	// 25 MB of records in memory while it is de-duplicated).
+	defaultPartitionDocs = 1 << 18
 	// defaultBucketBits: 65,536 key buckets per source; at 10^9 documents the
 	// crossing bucket holds about 15k of them.
 	defaultBucketBits = 16
-	// recordFlushBytes is the batch a worker hands to a partition file.
-	recordFlushBytes = 1 << 20
+	// recordFlushBytes is what a worker buffers before appending to the
+	// partition files.
+	recordFlushBytes = 4 << 20
 )
 
 // Duplicates are one source's duplicate counts.
@@ -252,29 +255,41 @@ func scanFile(ctx context.Context, f cacheFile, ref shards.CacheRef, content boo
 			}
 		}
 	}
+	// Batches per partition, all flushed once they hold recordFlushBytes
+	// together: memory stays bounded however many partitions there are.
 	bufs := map[int][]byte{}
+	var held int
+	flush := func() error {
+		keys := make([]int, 0, len(bufs))
+		for p := range bufs {
+			keys = append(keys, p)
+		}
+		sort.Ints(keys)
+		for _, p := range keys {
+			if err := out.append(p, bufs[p]); err != nil {
+				return err
+			}
+		}
+		clear(bufs)
+		held = 0
+		return nil
+	}
 	var rec []byte
 	for i, e := range entries {
-		r := docRec{Src: f.Src, File: f.Index, Doc: i, Tokens: int64(e.Tokens), ID: e.ID}
+		r := docRec{Src: uint16(f.Src), File: uint32(f.Index), Doc: uint32(i), Tokens: uint32(e.Tokens), ID: e.ID}
 		if content {
 			r.Content = hashes[i]
 		}
 		p := route(r)
 		rec = appendDocRec(rec[:0], r, content)
 		bufs[p] = appendFramed(bufs[p], rec)
-		if len(bufs[p]) >= recordFlushBytes {
-			if err := out.append(p, bufs[p]); err != nil {
+		if held += len(rec) + 2; held >= recordFlushBytes {
+			if err := flush(); err != nil {
 				return err
 			}
-			bufs[p] = bufs[p][:0]
 		}
 	}
-	for p, b := range bufs {
-		if err := out.append(p, b); err != nil {
-			return err
-		}
-	}
-	return nil
+	return flush()
 }
 
 // readPartition decodes every record of partition p.
@@ -309,18 +324,17 @@ func dedupPartition(in *recordFiles, p int, content, outContent bool, key func(a
 	if err != nil {
 		return nil, nil, err
 	}
-	sort.Slice(recs, func(i, j int) bool {
-		a, b := recs[i], recs[j]
+	slices.SortFunc(recs, func(a, b docRec) int {
 		if a.Src != b.Src {
-			return a.Src < b.Src
+			return cmp.Compare(a.Src, b.Src)
 		}
 		if c := key(a, b); c != 0 {
-			return c < 0
+			return c
 		}
 		if a.File != b.File {
-			return a.File < b.File
+			return cmp.Compare(a.File, b.File)
 		}
-		return a.Doc < b.Doc
+		return cmp.Compare(a.Doc, b.Doc)
 	})
 	var dups []int64
 	var totals []mixture.SourceTotals
@@ -333,15 +347,15 @@ func dedupPartition(in *recordFiles, p int, content, outContent bool, key func(a
 	outBufs, dropBufs := map[int][]byte{}, map[int][]byte{}
 	var rec []byte
 	for i, r := range recs {
-		grow(r.Src)
+		grow(int(r.Src))
 		if i > 0 && recs[i-1].Src == r.Src && key(recs[i-1], r) == 0 {
 			dups[r.Src]++
 			if drop {
-				dropBufs[r.File] = binary.AppendUvarint(dropBufs[r.File], uint64(r.Doc))
+				dropBufs[int(r.File)] = binary.AppendUvarint(dropBufs[int(r.File)], uint64(r.Doc))
 				continue
 			}
 		}
-		totals[r.Src].Tokens += r.Tokens
+		totals[r.Src].Tokens += int64(r.Tokens)
 		totals[r.Src].Docs++
 		q := route(r, p)
 		rec = appendDocRec(rec[:0], r, outContent)
@@ -432,7 +446,7 @@ func makePlan(ctx context.Context, opt MixOptions, spec mixture.Spec, idx *mixIn
 				if local[r.Src] == nil {
 					local[r.Src] = make([]int64, 1<<bits)
 				}
-				local[r.Src][mixture.Bucket(mixture.Key(spec.Seed, idx.sources[r.Src], r.ID, b.Rep), bits)] += r.Tokens
+				local[r.Src][mixture.Bucket(mixture.Key(spec.Seed, idx.sources[r.Src], r.ID, b.Rep), bits)] += int64(r.Tokens)
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -469,7 +483,7 @@ func makePlan(ctx context.Context, opt MixOptions, spec mixture.Spec, idx *mixIn
 				}
 				k := mixture.Key(spec.Seed, idx.sources[r.Src], r.ID, b.Rep)
 				if mixture.Bucket(k, bits) == crossing[r.Src] {
-					local[r.Src] = append(local[r.Src], mixture.Ranked{Key: k, ID: r.ID, Tokens: r.Tokens})
+					local[r.Src] = append(local[r.Src], mixture.Ranked{Key: k, ID: r.ID, Tokens: int64(r.Tokens)})
 				}
 			}
 			mu.Lock()
