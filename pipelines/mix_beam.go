@@ -11,7 +11,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
@@ -45,6 +49,20 @@ func init() {
 	beam.RegisterType(reflect.TypeOf((*mixSelectFn)(nil)).Elem())
 	beam.RegisterType(reflect.TypeOf((*mixPackFn)(nil)).Elem())
 	beam.RegisterType(reflect.TypeOf((*mixWriteFn)(nil)).Elem())
+}
+
+// removeAll removes every file under dir (local or gs://).
+func removeAll(ctx context.Context, dir string) error {
+	fs, err := storage.List(ctx, storage.Join(dir, "**"))
+	if err != nil {
+		return fmt.Errorf("mix temp area %s: %w", dir, err)
+	}
+	for _, f := range fs {
+		if err := storage.Remove(ctx, f.Path); err != nil {
+			return fmt.Errorf("mix temp area: %w", err)
+		}
+	}
+	return nil
 }
 
 // mixListElem names the file list (JSON Lines of cacheFile) and its length.
@@ -234,11 +252,36 @@ func mergeResultsJSON(a, b string) (string, error) {
 }
 
 // runBeam builds and runs the mix pipeline on the named runner.
-// The file list and the two result files live in the temp area tmp.
+// The file list, the drop lists and the two result files live in the temp
+// area tmp, or next to a gs:// output where workers elsewhere can read them.
 func runBeam(ctx context.Context, opt MixOptions, job mixJob, files []cacheFile, tmp string) (selectCounts, []groupResult, error) {
 	counts := newSelectCounts()
 	if len(files) == 0 {
 		return counts, nil, nil
+	}
+	if storage.IsGCS(job.Output) {
+		shared := storage.Join(job.Output, "_mix-tmp")
+		defer removeAll(ctx, shared)
+		if err := removeAll(ctx, shared); err != nil {
+			return counts, nil, err
+		}
+		if job.DropsDir != "" {
+			drops := storage.Join(shared, "drops")
+			for _, f := range files {
+				b, err := os.ReadFile(filepath.Join(job.DropsDir, fmt.Sprintf("%06d", f.Index)))
+				if errors.Is(err, fs.ErrNotExist) {
+					continue
+				}
+				if err != nil {
+					return counts, nil, fmt.Errorf("mix drop list: %w", err)
+				}
+				if err := storage.WriteFile(ctx, storage.Join(drops, fmt.Sprintf("%06d", f.Index)), b); err != nil {
+					return counts, nil, err
+				}
+			}
+			job.DropsDir = drops
+		}
+		tmp = shared
 	}
 	if !beam.Initialized() {
 		beam.Init()

@@ -22,8 +22,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -32,6 +30,7 @@ import (
 
 	"longctx/mixture"
 	"longctx/shards"
+	"longctx/storage"
 )
 
 const (
@@ -380,13 +379,13 @@ func dedupPartition(in *recordFiles, p int, content, outContent bool, key func(a
 }
 
 // readDrops returns the positions of the documents dropped from cache file
-// index (nil when none).
-func readDrops(dir string, index int) (map[int]bool, error) {
+// index (nil when none). dir is local or, for Beam workers elsewhere, gs://.
+func readDrops(ctx context.Context, dir string, index int) (map[int]bool, error) {
 	if dir == "" {
 		return nil, nil
 	}
-	data, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("%06d", index)))
-	if errors.Is(err, fs.ErrNotExist) {
+	data, err := storage.ReadFile(ctx, storage.Join(dir, fmt.Sprintf("%06d", index)))
+	if errors.Is(err, storage.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {

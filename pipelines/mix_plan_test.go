@@ -1,7 +1,9 @@
 package pipelines
 
 import (
+	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -14,6 +16,8 @@ import (
 
 	"longctx/mixture"
 	"longctx/shards"
+	"longctx/storage"
+	"longctx/storage/gcstest"
 )
 
 // fixtureDoc is one document of an explicit fixture.
@@ -212,6 +216,10 @@ func TestMixDuplicates(t *testing.T) {
 			if !strings.Contains(string(report), `"duplicate_id": 4`) {
 				t.Errorf("report.json does not count duplicate ids: %s", report)
 			}
+			md, _ := os.ReadFile(res.Report.Markdown)
+			if want := fmt.Sprintf("web: 4 repeated ids dropped (first occurrence kept); %d documents repeat", tc.content); !strings.Contains(string(md), want) {
+				t.Errorf("report.md lacks %q:\n%s", want, md)
+			}
 			// No dropped copy reached the shards: the later "w-1-9" has 50
 			// tokens, the first 12; books takes b-1 (900 tokens) whole once.
 			for _, s := range m.Sources {
@@ -340,4 +348,54 @@ func TestMixChild(t *testing.T) {
 		t.Skip("run by TestMixKilledLeavesNoSpill")
 	}
 	Mix(context.Background(), childOptions(os.Getenv("MIX_PREP"), os.Getenv("MIX_OUT")))
+}
+
+// On Beam with a gs:// output the workers read the file list and the drop
+// lists from next to the output: repeated ids are dropped there too, and the
+// shards equal the local mix's.
+func TestMixBeamGCSDuplicates(t *testing.T) {
+	for _, name := range []string{"endpoint", "environment_type"} {
+		if f := flag.Lookup(name); f != nil {
+			old := f.Value.String()
+			t.Cleanup(func() { flag.Set(name, old) })
+		}
+	}
+	gcstest.Start(t, "bkt")
+	ctx := context.Background()
+	tmp := t.TempDir()
+	r := rand.New(rand.NewPCG(5, 6))
+	var files [][]fixtureDoc
+	for f := range 3 {
+		var docs []fixtureDoc
+		for d := range 150 {
+			toks := make([]uint32, 10+r.IntN(80))
+			for i := range toks {
+				toks[i] = r.Uint32() >> 4
+			}
+			docs = append(docs, fixtureDoc{fmt.Sprintf("w-%d", (f*150+d)%400), toks}) // ids 0-49 repeat
+		}
+		files = append(files, docs)
+	}
+	prep := writeDocs(t, tmp, []string{"web"}, map[string][][]fixtureDoc{"web": files})
+	spec := mixture.Spec{Name: "g", TotalTokens: 12_000, SeqLen: 256, Seed: 3, Upsample: mixture.UpsampleRepeat,
+		Sources: []mixture.Source{{Name: "web", Weight: 1}}}
+	local, err := Mix(ctx, MixOptions{Spec: spec, Prepare: prep, Output: filepath.Join(tmp, "local"), GroupTokens: 5_000, Quiet: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote, err := Mix(ctx, MixOptions{Spec: spec, Prepare: prep, Output: "gs://bkt/mix/g", GroupTokens: 5_000, Runner: "prism", Quiet: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if local.Manifest.Sources[0].DuplicateIDs != 50 {
+		t.Errorf("duplicate ids %d, want 50", local.Manifest.Sources[0].DuplicateIDs)
+	}
+	a, _ := local.Manifest.Encode()
+	b, _ := remote.Manifest.Encode()
+	if !bytes.Equal(a, b) {
+		t.Errorf("prism to gs:// differs from the local mix:\n%s\n%s", a, b)
+	}
+	if left, _ := storage.List(ctx, "gs://bkt/mix/g/_mix-tmp/**"); len(left) > 0 {
+		t.Errorf("temp objects left next to the output: %v", left)
+	}
 }

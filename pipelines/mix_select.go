@@ -53,7 +53,7 @@ func selectFile(ctx context.Context, job mixJob, f cacheFile, emit func(g int, p
 	if err != nil {
 		return counts, err
 	}
-	dropped, err := readDrops(job.DropsDir, f.Index)
+	dropped, err := readDrops(ctx, job.DropsDir, f.Index)
 	if err != nil {
 		return counts, err
 	}
