@@ -1,9 +1,7 @@
 package mixture
 
 import (
-	"encoding/binary"
 	"fmt"
-	"hash/fnv"
 	"math"
 	"sort"
 )
@@ -27,18 +25,29 @@ func Key(seed uint64, source, id string, rep int) uint64 {
 // inputs land far apart). Fields are length-prefixed so no two field lists
 // collide by concatenation.
 func Hash(seed uint64, purpose, source, id string, rep int) uint64 {
-	h := fnv.New64a()
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], seed)
-	h.Write(b[:])
-	for _, s := range []string{purpose, source, id} {
-		binary.LittleEndian.PutUint64(b[:], uint64(len(s)))
-		h.Write(b[:])
-		h.Write([]byte(s))
+	// FNV-1a written out (hash/fnv's result, without its allocations: this
+	// runs for every document in the plan and select steps).
+	const offset64, prime64 = 14695981039346656037, 1099511628211
+	x := uint64(offset64)
+	word := func(v uint64) {
+		for i := 0; i < 8; i++ {
+			x ^= v & 0xff
+			x *= prime64
+			v >>= 8
+		}
 	}
-	binary.LittleEndian.PutUint64(b[:], uint64(rep))
-	h.Write(b[:])
-	x := h.Sum64()
+	str := func(s string) {
+		word(uint64(len(s)))
+		for i := 0; i < len(s); i++ {
+			x ^= uint64(s[i])
+			x *= prime64
+		}
+	}
+	word(seed)
+	str(purpose)
+	str(source)
+	str(id)
+	word(uint64(rep))
 	x ^= x >> 30
 	x *= 0xbf58476d1ce4e5b9
 	x ^= x >> 27

@@ -1,7 +1,9 @@
 package mixture
 
 import (
+	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -215,5 +217,40 @@ func TestSweepPoints(t *testing.T) {
 	pts := s.Points()
 	if len(pts) != 2 || pts[0].Name != "m-math30" || pts[1].Sources[1].Weight != 0 || pts[0].Sources[1].Weight != 0.3 {
 		t.Fatalf("points = %+v", pts)
+	}
+}
+
+// Hash is FNV-1a over the length-prefixed fields, then the finalizer: the
+// allocation-free version must give hash/fnv's values (every stored
+// selection depends on them).
+func TestHashMatchesFNV(t *testing.T) {
+	ref := func(seed uint64, purpose, source, id string, rep int) uint64 {
+		h := fnv.New64a()
+		var b [8]byte
+		binary.LittleEndian.PutUint64(b[:], seed)
+		h.Write(b[:])
+		for _, s := range []string{purpose, source, id} {
+			binary.LittleEndian.PutUint64(b[:], uint64(len(s)))
+			h.Write(b[:])
+			h.Write([]byte(s))
+		}
+		binary.LittleEndian.PutUint64(b[:], uint64(rep))
+		h.Write(b[:])
+		x := h.Sum64()
+		x ^= x >> 30
+		x *= 0xbf58476d1ce4e5b9
+		x ^= x >> 27
+		x *= 0x94d049bb133111eb
+		x ^= x >> 31
+		return x
+	}
+	for i := range 2000 {
+		seed, id := uint64(i)*0x9e3779b97f4a7c15, fmt.Sprintf("doc-%d-é", i*7919)
+		if got, want := Hash(seed, "sample", "web", id, i%5), ref(seed, "sample", "web", id, i%5); got != want {
+			t.Fatalf("Hash(%d, %q) = %x, hash/fnv gives %x", seed, id, got, want)
+		}
+	}
+	if Hash(1, "", "", "", 0) != ref(1, "", "", "", 0) {
+		t.Fatal("empty fields differ")
 	}
 }

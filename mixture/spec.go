@@ -24,15 +24,31 @@ const (
 	UpsampleNone = "none"
 )
 
+// Dedup policies: which duplicates the mix leaves out. A repeated document id
+// within a source is always reduced to its first occurrence (cache files in
+// prepare-manifest order, documents in file order).
+const (
+	// DedupID (the default, also "") drops repeated ids only.
+	DedupID = "id"
+	// DedupCount also hashes every document's tokens and counts documents
+	// whose content repeats an earlier one under another id, keeping them.
+	DedupCount = "count"
+	// DedupExact counts them as DedupCount does and drops them.
+	DedupExact = "exact"
+)
+
 // Spec is one mixture: how many tokens, of what, in sequences of what length.
 type Spec struct {
-	Name        string   `yaml:"name" help:"mixture name (reports, output naming)"`
-	TotalTokens int64    `yaml:"total_tokens" help:"token budget of the whole mixture (real tokens, before padding)"`
-	SeqLen      int      `yaml:"seq_len" help:"tokens per packed training sequence"`
-	Seed        uint64   `yaml:"seed" help:"seed of every sampling, grouping and ordering decision"`
-	Upsample    string   `yaml:"upsample" help:"repeat|none: what to do with a source smaller than its target"`
-	MaxRepeats  float64  `yaml:"max_repeats" help:"warn when a source would be repeated more than this many times"`
-	Sources     []Source `yaml:"sources"`
+	Name        string  `yaml:"name" help:"mixture name (reports, output naming)"`
+	TotalTokens int64   `yaml:"total_tokens" help:"token budget of the whole mixture (real tokens, before padding)"`
+	SeqLen      int     `yaml:"seq_len" help:"tokens per packed training sequence"`
+	Seed        uint64  `yaml:"seed" help:"seed of every sampling, grouping and ordering decision"`
+	Upsample    string  `yaml:"upsample" help:"repeat|none: what to do with a source smaller than its target"`
+	MaxRepeats  float64 `yaml:"max_repeats" help:"warn when a source would be repeated more than this many times"`
+	// Dedup is "" or "id", "count" or "exact" (see DedupID). The JSON name
+	// and omitempty keep the mixture config hash of specs without it.
+	Dedup   string   `yaml:"dedup" json:"Dedup,omitempty" help:"id|count|exact: drop repeated ids (always); count, or also drop, repeated content under other ids"`
+	Sources []Source `yaml:"sources"`
 	// Sweep lists alternative weight vectors over the same sources; each
 	// point is mixed to its own output from the same token caches.
 	Sweep []SweepPoint `yaml:"sweep"`
@@ -60,6 +76,11 @@ func (s Spec) Validate() error {
 	}
 	if s.Upsample != UpsampleRepeat && s.Upsample != UpsampleNone {
 		return fmt.Errorf("mixture %q: upsample must be %q or %q, got %q", s.Name, UpsampleRepeat, UpsampleNone, s.Upsample)
+	}
+	switch s.Dedup {
+	case "", DedupID, DedupCount, DedupExact:
+	default:
+		return fmt.Errorf("mixture %q: dedup must be %q, %q or %q, got %q", s.Name, DedupID, DedupCount, DedupExact, s.Dedup)
 	}
 	if s.MaxRepeats < 0 {
 		return fmt.Errorf("mixture %q: max_repeats must be >= 0", s.Name)

@@ -75,6 +75,12 @@ func (r MixReport) Markdown() string {
 		fmt.Fprintf(&b, "| %s | %.3f | %d | %d | %.4f | %.2f%% | %d | %.3f | %d |\n", s.Source, s.Weight, s.TargetTokens, s.RealizedTokens,
 			ratio, 100*float64(s.RealizedTokens)/float64(max(1, realized)), s.AvailableTokens, s.Repeats, s.Docs)
 	}
+	for _, s := range r.Sources {
+		if s.DuplicateIDs > 0 || s.DuplicateContent > 0 {
+			fmt.Fprintf(&b, "\n%s: %d repeated ids dropped (first occurrence kept); %d documents repeat earlier content under another id, %d of them dropped.\n",
+				s.Source, s.DuplicateIDs, s.DuplicateContent, s.DroppedContent)
+		}
+	}
 	if len(r.Warnings) > 0 {
 		b.WriteString("\nWarnings:\n\n")
 		for _, w := range r.Warnings {

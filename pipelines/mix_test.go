@@ -249,7 +249,10 @@ func TestMixBeamMatchesLocal(t *testing.T) {
 	}
 	ctx := context.Background()
 	tmp := t.TempDir()
-	prep := writeFixture(t, tmp, demoSources)
+	// 8 cache files: select must spread over more than one bundle.
+	srcs := append([]fixtureSource(nil), demoSources...)
+	srcs[1].files = 5
+	prep := writeFixture(t, tmp, srcs)
 	var trees []map[string][]byte
 	for _, runner := range []string{"local", "direct", "prism"} {
 		o := MixOptions{Spec: demoSpec(), Prepare: prep, Output: filepath.Join(tmp, runner), GroupTokens: 16_000, ChunkTokens: 2048, Runner: runner, Quiet: true}
@@ -259,6 +262,10 @@ func TestMixBeamMatchesLocal(t *testing.T) {
 		}
 		if runner == "prism" {
 			checkMix(t, res, prep)
+			t.Logf("prism: select ran in %d bundles over 8 files", res.SelectBundles)
+			if res.SelectBundles < 2 {
+				t.Errorf("prism ran select in %d bundle(s): the file list is not spread", res.SelectBundles)
+			}
 		}
 		trees = append(trees, readTree(t, o.Output))
 	}

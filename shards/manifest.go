@@ -48,6 +48,12 @@ type SourceStats struct {
 	Repeats         float64 `json:"repeats"`
 	TruncatedTokens int64   `json:"truncated_tokens"`
 	Warning         string  `json:"warning,omitempty"`
+	// Duplicates the mix found in the source: repeated ids (dropped, the
+	// first occurrence kept) and repeated content under another id (counted
+	// with dedup count/exact, dropped with exact).
+	DuplicateIDs     int64 `json:"duplicate_id,omitempty"`
+	DuplicateContent int64 `json:"duplicate_content,omitempty"`
+	DroppedContent   int64 `json:"dropped_content,omitempty"`
 }
 
 // Sequences is the total over all shards.
@@ -133,10 +139,24 @@ func Verify(ctx context.Context, dir string) (VerifyReport, error) {
 		return r, err
 	}
 	bad := func(format string, a ...any) { r.Problems = append(r.Problems, fmt.Sprintf(format, a...)) }
+	if m.Format != ManifestFormat {
+		bad("manifest format %q, want %q", m.Format, ManifestFormat)
+	}
+	if m.Version != ShardVersion {
+		bad("manifest version %d, this build writes shards of version %d", m.Version, ShardVersion)
+	}
+	if m.SeqLen <= 0 || m.ChunkSeqs <= 0 {
+		bad("manifest seq_len %d, chunk_seqs %d: both must be > 0", m.SeqLen, m.ChunkSeqs)
+	}
+	seen := map[string]bool{}
 	var tot ShardInfo
 	for _, si := range m.Shards {
 		r.Shards++
-		got, err := verifyShard(ctx, dir, si, m.SeqLen, bad)
+		if seen[si.Path] {
+			bad("shard %s listed twice in the manifest", si.Path)
+		}
+		seen[si.Path] = true
+		got, err := verifyShard(ctx, dir, si, m, bad)
 		if err != nil {
 			bad("%v", err)
 			continue
@@ -167,7 +187,10 @@ func Verify(ctx context.Context, dir string) (VerifyReport, error) {
 	return r, nil
 }
 
-func verifyShard(ctx context.Context, dir string, si ShardInfo, seqLen int, bad func(string, ...any)) (ShardInfo, error) {
+// verifyShard checks one shard against its manifest entry and the manifest's
+// shard-wide fields (seq_len, chunk_seqs), which the loader relies on.
+func verifyShard(ctx context.Context, dir string, si ShardInfo, m Manifest, bad func(string, ...any)) (ShardInfo, error) {
+	seqLen := m.SeqLen
 	path := joinPath(dir, si.Path)
 	data, err := readFile(ctx, path)
 	if err != nil {
@@ -185,6 +208,12 @@ func verifyShard(ctx context.Context, dir string, si ShardInfo, seqLen int, bad 
 	}
 	if sr.SeqLen != seqLen {
 		return si, fmt.Errorf("shard %s: seq_len %d, manifest says %d: %w", si.Path, sr.SeqLen, seqLen, ErrCorrupt)
+	}
+	if sr.ChunkSeqs != m.ChunkSeqs {
+		bad("shard %s: chunk_seqs %d, manifest says %d", si.Path, sr.ChunkSeqs, m.ChunkSeqs)
+	}
+	if sr.Sequences != si.Sequences {
+		bad("shard %s: header counts %d sequences, manifest says %d", si.Path, sr.Sequences, si.Sequences)
 	}
 	got := ShardInfo{Path: si.Path, Chunks: len(sr.Index)}
 	var chunkErrs int

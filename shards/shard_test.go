@@ -141,6 +141,40 @@ func TestVerify(t *testing.T) {
 			t.Fatalf("missing shard: %v", err)
 		}
 	})
+	// Every manifest field the loader relies on is checked against the
+	// shards: a wrong value in the manifest alone must fail verify.
+	manifestPath := filepath.Join(dir, ManifestName)
+	origManifest, _ := os.ReadFile(manifestPath)
+	for _, tc := range []struct {
+		name, want string
+		edit       func(m *Manifest)
+	}{
+		{"chunk_seqs", "chunk_seqs", func(m *Manifest) { m.ChunkSeqs++ }},
+		{"seq_len", "seq_len", func(m *Manifest) { m.SeqLen *= 2 }},
+		{"format", "format", func(m *Manifest) { m.Format = "other" }},
+		{"version", "version", func(m *Manifest) { m.Version++ }},
+		{"shard sequences", "sequences", func(m *Manifest) { m.Shards[0].Sequences++ }},
+		{"shard chunks", "chunks", func(m *Manifest) { m.Shards[0].Chunks++ }},
+		{"shard pieces", "pieces", func(m *Manifest) { m.Shards[2].Pieces-- }},
+		{"listed twice", "twice", func(m *Manifest) { m.Shards[1] = m.Shards[0] }},
+		{"packing", "packing", func(m *Manifest) { m.Packing.Pad++ }},
+	} {
+		t.Run("manifest "+tc.name, func(t *testing.T) {
+			m, _ := ReadManifest(ctx, dir)
+			tc.edit(&m)
+			if err := WriteManifest(ctx, dir, m); err != nil {
+				t.Fatal(err)
+			}
+			defer os.WriteFile(manifestPath, origManifest, 0o644)
+			rep, err := Verify(ctx, dir)
+			if err == nil {
+				t.Fatalf("a wrong %s in the manifest passes verify", tc.name)
+			}
+			if all := err.Error() + strings.Join(rep.Problems, "\n"); !strings.Contains(all, tc.want) {
+				t.Errorf("error %q does not mention %q", all, tc.want)
+			}
+		})
+	}
 	if _, err := Verify(ctx, dir); err != nil {
 		t.Fatalf("restored directory: %v", err)
 	}

@@ -4,6 +4,12 @@
 // a realistic length distribution (books ~100k tokens, web ~1k).
 //
 //	go run ./benchmarks/mix [-tokens 100000000] [-dir /tmp/longctx-mixbench] [-workers 2] [-beam prism]
+//	    [-many-docs 10000000,50000000] [-skip-tokens]
+//
+// -many-docs measures the plan step where document count, not tokens, is the
+// load: caches of N documents of 8-16 tokens, a fixed 4M-token mixture, the
+// peak RSS of the whole mix at each N (it must stay flat), and the reference
+// planner (every id in memory) at the smallest N beside it.
 //
 // Each measurement runs in a child process so its peak RSS is its own.
 package main
@@ -48,9 +54,12 @@ func main() {
 	runner := flag.String("runner", "local", "internal: runner of a mix phase")
 	memTokens := flag.Int64("memory-tokens", 0, "internal: MixOptions.MemoryTokens of a mix phase (0 = default)")
 	groupTokens := flag.Int64("group-tokens", 0, "internal: MixOptions.GroupTokens of a mix phase (0 = default)")
+	manyDocs := flag.String("many-docs", "10000000,50000000", "document counts of the short-document plan benchmark (empty: skip)")
+	skipTokens := flag.Bool("skip-tokens", false, "skip the token-throughput measurements (run only -many-docs)")
+	reference := flag.Bool("reference", false, "internal: plan with the reference planner")
 	flag.Parse()
 	if *phase != "" {
-		if err := child(*phase, *dir, *tokens, *workers, *seqLen, *runner, *memTokens, *groupTokens); err != nil {
+		if err := child(*phase, *dir, *tokens, *workers, *seqLen, *runner, *memTokens, *groupTokens, *reference); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -75,6 +84,12 @@ func main() {
 	d := func(sub string) string { return filepath.Join(*dir, sub) }
 	tk := func(n int64) string { return strconv.FormatInt(n, 10) }
 	w := strconv.Itoa(*workers)
+	if *manyDocs != "" {
+		benchManyDocs(run, *dir, *manyDocs, w)
+	}
+	if *skipTokens {
+		return
+	}
 	fmt.Printf("mix benchmark: %d tokens of synthetic caches (books ~100k tokens/doc, web ~1k, code ~10k, math ~1.4k), seq_len %d, %d workers\n",
 		*tokens, *seqLen, *workers)
 	gen := run("-phase", "gen", "-dir", d("big"), "-tokens", tk(*tokens))
@@ -107,6 +122,104 @@ func main() {
 		fmt.Printf("ratio beam/local throughput: %.3f, peak RSS beam/local: %.2f\n",
 			(float64(bb.Tokens)/bb.Seconds)/(float64(lb.Tokens)/lb.Seconds), float64(bb.PeakRSS)/float64(lb.PeakRSS))
 	}
+}
+
+// benchManyDocs runs the short-document plan benchmark.
+func benchManyDocs(run func(args ...string) result, dir, list, w string) {
+	var ns []int64
+	for _, f := range strings.Split(list, ",") {
+		n, err := strconv.ParseInt(strings.TrimSpace(f), 10, 64)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "-many-docs %q: %v\n", list, err)
+			os.Exit(1)
+		}
+		ns = append(ns, n)
+	}
+	fmt.Printf("plan benchmark: caches of N documents of 8-16 tokens, a %d-token mixture, %s workers\n", manyDocsMix, w)
+	fmt.Printf("\n%-44s %12s %10s %12s\n", "measurement", "documents", "seconds", "peak RSS")
+	var first, last result
+	for i, n := range ns {
+		d := filepath.Join(dir, fmt.Sprintf("docs-%d", n))
+		gen := run("-phase", "gen-docs", "-dir", d, "-tokens", strconv.FormatInt(n, 10))
+		fmt.Printf("%-44s %12d %10.2f %10.0f MB\n", "generate caches", n, gen.Seconds, float64(gen.PeakRSS)/1e6)
+		mix := run("-phase", "mix-docs", "-dir", d, "-tokens", strconv.FormatInt(n, 10), "-workers", w)
+		fmt.Printf("%-44s %12d %10.2f %10.0f MB\n", "mix (spread-out planner)", n, mix.Seconds, float64(mix.PeakRSS)/1e6)
+		if i == 0 {
+			first = mix
+			ref := run("-phase", "mix-docs", "-dir", d, "-tokens", strconv.FormatInt(n, 10), "-workers", w, "-reference")
+			fmt.Printf("%-44s %12d %10.2f %10.0f MB\n", "mix (reference planner: every id in memory)", n, ref.Seconds, float64(ref.PeakRSS)/1e6)
+		}
+		last = mix
+		os.RemoveAll(d)
+	}
+	if len(ns) > 1 {
+		fmt.Printf("peak RSS at %d documents / at %d: %.2fx (flat: <= 1.2x)\n\n", ns[len(ns)-1], ns[0], float64(last.PeakRSS)/float64(first.PeakRSS))
+	}
+}
+
+// manyDocsMix is the mixture of the plan benchmark: fixed, so only the
+// document count changes between runs.
+const manyDocsMix = 4_000_000
+
+// generateShortDocs writes n documents of 8-16 tokens in caches of 1Mi
+// documents each (two writers at a time) and a prepare manifest.
+func generateShortDocs(ctx context.Context, dir string, n int64) error {
+	os.RemoveAll(dir)
+	root := filepath.Join(dir, "caches")
+	const perFile = 1 << 20
+	files := int((n + perFile - 1) / perFile)
+	refs := make([]shards.CacheRef, files)
+	errs := make([]error, files)
+	sem := make(chan struct{}, 2)
+	done := make(chan struct{})
+	for f := range files {
+		go func() {
+			sem <- struct{}{}
+			defer func() { <-sem; done <- struct{}{} }()
+			rel := fmt.Sprintf("web/web-%05d.tokcache", f)
+			cw, err := shards.CreateCache(ctx, filepath.Join(root, rel), shards.CacheHeader{Source: "web", Input: rel})
+			if err != nil {
+				errs[f] = err
+				return
+			}
+			ref := shards.CacheRef{Path: rel}
+			x := uint64(f)*0x9e3779b97f4a7c15 + 1
+			buf := make([]uint32, 0, 16)
+			for d := int64(f) * perFile; d < min(int64(f+1)*perFile, n); d++ {
+				x ^= x << 13
+				x ^= x >> 7
+				x ^= x << 17
+				l := 8 + int(x%9)
+				buf = buf[:0]
+				for k := range l {
+					buf = append(buf, uint32((x>>(k*3))%4096))
+				}
+				if err := cw.Add("doc-"+strconv.FormatInt(d, 10), buf); err != nil {
+					errs[f] = err
+					return
+				}
+				ref.Docs++
+				ref.Tokens += int64(l)
+			}
+			sum, err := cw.Close()
+			ref.SHA256 = sum.SHA256
+			refs[f], errs[f] = ref, err
+		}()
+	}
+	for range files {
+		<-done
+	}
+	ps := shards.PreparedSource{Name: "web"}
+	for f := range files {
+		if errs[f] != nil {
+			return errs[f]
+		}
+		ps.Caches = append(ps.Caches, refs[f])
+		ps.Docs += refs[f].Docs
+		ps.Tokens += refs[f].Tokens
+	}
+	pm := &shards.PrepareManifest{Version: 1, TokenizerHash: "bench", Sources: []shards.PreparedSource{ps}}
+	return shards.WritePrepareManifest(ctx, filepath.Join(root, "manifest.json"), pm)
 }
 
 // peakRSS reads this process's high-water resident set (Linux VmHWM).
@@ -149,7 +262,7 @@ var demoLike = []benchSource{
 	{"math", 0.2, 250, 1, 20},
 }
 
-func child(phase, dir string, tokens int64, workers, seqLen int, runner string, memTokens, groupTokens int64) error {
+func child(phase, dir string, tokens int64, workers, seqLen int, runner string, memTokens, groupTokens int64, reference bool) error {
 	ctx := context.Background()
 	prep := filepath.Join(dir, "caches", "manifest.json")
 	start := time.Now()
@@ -161,6 +274,21 @@ func child(phase, dir string, tokens int64, workers, seqLen int, runner string, 
 			return err
 		}
 		r.Tokens = n
+	case "gen-docs":
+		if err := generateShortDocs(ctx, dir, tokens); err != nil {
+			return err
+		}
+	case "mix-docs":
+		spec := mixture.Spec{Name: "docs", TotalTokens: manyDocsMix, SeqLen: 1024, Seed: 1, Upsample: mixture.UpsampleRepeat,
+			Sources: []mixture.Source{{Name: "web", Weight: 1}}}
+		out := filepath.Join(dir, "out")
+		res, err := pipelines.Mix(ctx, pipelines.MixOptions{Spec: spec, Prepare: prep, Output: out, Workers: workers, Quiet: true,
+			GroupTokens: 1 << 20, ReferencePlanner: reference})
+		if err != nil {
+			return err
+		}
+		r.Tokens = res.Manifest.Packing.Real
+		os.RemoveAll(out)
 	case "gen-demo":
 		n, err := generate(ctx, dir, demoLike, 400_000)
 		if err != nil {
