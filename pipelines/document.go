@@ -67,7 +67,11 @@ type Malformed struct {
 	Reason  string `json:"reason"`           // one of the Reason constants
 	Detail  string `json:"detail"`           // what exactly was wrong
 	ID      string `json:"id,omitempty"`     // document id when known
-	Tokens  int    `json:"tokens,omitempty"` // for filter drops
+	Tokens  int    `json:"tokens,omitempty"` // for filter drops: tokens of the dropped documents
+	// Filter drops are one letter per file and reason: the limit crossed
+	// and the ids of the first few documents.
+	Limit  int      `json:"limit,omitempty"`
+	Sample []string `json:"sample,omitempty"`
 }
 
 func (m Malformed) String() string {
@@ -75,7 +79,10 @@ func (m Malformed) String() string {
 }
 
 // Emit receives a reader's output. Returning an error stops the read (used
-// for cancellation and write failures), never for bad records.
+// for cancellation and write failures), never for bad records. Readers
+// also return how many records (lines, rows) they saw, counted on their
+// own, so prepare can check that every record came out as a document or a
+// dead letter.
 type Emit struct {
 	Doc func(Document) error
 	Bad func(Malformed) error

@@ -5,14 +5,16 @@ package shards
 //
 // Layout (integers little-endian):
 //
-//	magic    "LCTCACHE" (8 bytes), version u32 (= 1)
+//	magic    "LCTCACHE" (8 bytes), version u32 (2; 1 is still read)
 //	header   u32 length + JSON CacheHeader
-//	blocks   zstd frames; each holds the uint32 token ids of consecutive
-//	         documents, closed once it has >= BlockTokens tokens, so a reader
-//	         can decode any block alone
+//	blocks   zstd frames; each holds the token ids of consecutive documents
+//	         as uint16 or uint32 (header token_bytes; version 1: uint32),
+//	         closed once it has >= BlockTokens tokens, so a reader can
+//	         decode any block alone
 //	index    one zstd frame: uvarint docs; per doc uvarint len(id), id, uvarint
 //	         tokens; uvarint blocks; per block uvarint offset, uvarint
-//	         compressed length, uvarint docs, u32 crc32c of the raw tokens
+//	         compressed length, uvarint docs, u32 crc32c of the block's
+//	         decompressed bytes
 //	trailer  u64 index offset, u64 index length, u32 crc32c(index frame),
 //	         u32 crc32c(header JSON), magic "LCTCEND1" (32 bytes)
 //
@@ -42,7 +44,7 @@ import (
 const (
 	cacheMagic    = "LCTCACHE"
 	cacheEndMagic = "LCTCEND1"
-	cacheVersion  = 1
+	cacheVersion  = 2
 	trailerSize   = 32
 	// BlockTokens is the size at which a block of documents is closed: 4 MiB
 	// of raw ids, large enough to compress well, small enough to decode alone.
@@ -60,6 +62,10 @@ type CacheHeader struct {
 	TokenizerHash string `json:"tokenizer_hash"` // tokenizer.json sha256
 	ConfigHash    string `json:"config_hash"`    // hash of the settings that shaped the tokens (filters etc.)
 	EOS           bool   `json:"eos"`            // an EOS id ends every document
+	// TokenBytes is the stored width of a token id: 2 when the vocabulary
+	// fits in uint16 (half the bytes to compress and read), else 4. 0 in a
+	// version 1 file means 4.
+	TokenBytes int `json:"token_bytes,omitempty"`
 }
 
 // CacheEntry is one document in a token cache.
@@ -114,7 +120,8 @@ type CacheWriter struct {
 	w      storage.Writer
 	sum    hash.Hash
 	off    uint64
-	raw    []byte // current block's tokens, LE uint32
+	raw    []byte // current block's tokens, LE, width bytes each
+	width  int
 	ids    []string
 	lens   []int
 	blocks []blockInfo
@@ -132,7 +139,14 @@ func CreateCache(ctx context.Context, path string, hdr CacheHeader) (*CacheWrite
 	if err != nil {
 		return nil, err
 	}
-	cw := &CacheWriter{path: path, w: w, sum: sha256.New(), blockTokens: BlockTokens}
+	if hdr.TokenBytes == 0 {
+		hdr.TokenBytes = 4
+	}
+	if hdr.TokenBytes != 2 && hdr.TokenBytes != 4 {
+		w.Abort()
+		return nil, fmt.Errorf("token cache %s: token_bytes %d, want 2 or 4", path, hdr.TokenBytes)
+	}
+	cw := &CacheWriter{path: path, w: w, sum: sha256.New(), blockTokens: BlockTokens, width: hdr.TokenBytes}
 	hj, err := json.Marshal(hdr)
 	if err != nil {
 		w.Abort()
@@ -168,14 +182,24 @@ func (cw *CacheWriter) Add(id string, tokens []uint32) error {
 	if cw.err != nil {
 		return cw.err
 	}
-	for _, t := range tokens {
-		cw.raw = binary.LittleEndian.AppendUint32(cw.raw, t)
+	if cw.width == 2 {
+		for _, t := range tokens {
+			if t > 0xffff {
+				cw.err = fmt.Errorf("token cache %s: document %q: token id %d does not fit in 16 bits", cw.path, id, t)
+				return cw.err
+			}
+			cw.raw = binary.LittleEndian.AppendUint16(cw.raw, uint16(t))
+		}
+	} else {
+		for _, t := range tokens {
+			cw.raw = binary.LittleEndian.AppendUint32(cw.raw, t)
+		}
 	}
 	cw.ids = append(cw.ids, id)
 	cw.lens = append(cw.lens, len(tokens))
 	cw.bdocs++
 	cw.tokens += int64(len(tokens))
-	if len(cw.raw) >= 4*cw.blockTokens {
+	if len(cw.raw) >= cw.width*cw.blockTokens {
 		cw.flush()
 	}
 	return cw.err
@@ -245,6 +269,7 @@ type Cache struct {
 	blocks    []blockInfo
 	firstDoc  []int // index of each block's first document
 	numTokens int64
+	width     int // bytes per stored token id
 }
 
 // OpenCache opens a token cache and reads its header and index.
@@ -276,8 +301,9 @@ func readCache(path string, r storage.ReaderAt) (*Cache, error) {
 	if string(pre[:8]) != cacheMagic {
 		return nil, bad("not a token cache (bad magic)")
 	}
-	if v := binary.LittleEndian.Uint32(pre[8:]); v != cacheVersion {
-		return nil, bad("version %d, this build reads %d", v, cacheVersion)
+	version := binary.LittleEndian.Uint32(pre[8:])
+	if version != 1 && version != cacheVersion {
+		return nil, bad("version %d, this build reads 1 and %d", version, cacheVersion)
 	}
 	hlen := int64(binary.LittleEndian.Uint32(pre[12:]))
 	if 16+hlen > size-trailerSize {
@@ -290,6 +316,14 @@ func readCache(path string, r storage.ReaderAt) (*Cache, error) {
 	c := &Cache{path: path, r: r}
 	if err := json.Unmarshal(hj, &c.hdr); err != nil {
 		return nil, bad("header: %v", err)
+	}
+	switch {
+	case version == 1 && c.hdr.TokenBytes == 0:
+		c.width = 4
+	case version >= 2 && (c.hdr.TokenBytes == 2 || c.hdr.TokenBytes == 4):
+		c.width = c.hdr.TokenBytes
+	default:
+		return nil, bad("version %d with token_bytes %d", version, c.hdr.TokenBytes)
 	}
 	tr := make([]byte, trailerSize)
 	if _, err := r.ReadAt(tr, size-trailerSize); err != nil && !errors.Is(err, io.EOF) {
@@ -430,12 +464,18 @@ func (c *Cache) Block(b int) ([][]uint32, error) {
 	for _, d := range c.docs[first:end] {
 		want += d.Tokens
 	}
-	if len(raw) != 4*want {
-		return nil, fmt.Errorf("token cache %s: block %d holds %d tokens, index says %d", c.path, b, len(raw)/4, want)
+	if len(raw) != c.width*want {
+		return nil, fmt.Errorf("token cache %s: block %d holds %d tokens, index says %d", c.path, b, len(raw)/c.width, want)
 	}
 	all := make([]uint32, want)
-	for i := range all {
-		all[i] = binary.LittleEndian.Uint32(raw[4*i:])
+	if c.width == 2 {
+		for i := range all {
+			all[i] = uint32(binary.LittleEndian.Uint16(raw[2*i:]))
+		}
+	} else {
+		for i := range all {
+			all[i] = binary.LittleEndian.Uint32(raw[4*i:])
+		}
 	}
 	out := make([][]uint32, 0, end-first)
 	off := 0
