@@ -16,6 +16,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/passert"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
 
+	"longctx/corpus"
 	"longctx/shards"
 	"longctx/storage"
 	"longctx/storage/gcstest"
@@ -30,9 +31,9 @@ const testTokenizer = "../tokenizer/testdata/tokenizer.json"
 
 // demoConfig generates the demo corpus under root/corpus and returns a
 // config over it writing to root/out.
-func demoConfig(t *testing.T, root string) (PrepareConfig, []DemoFile) {
+func demoConfig(t *testing.T, root string) (PrepareConfig, []corpus.DemoFile) {
 	t.Helper()
-	files, err := GenerateDemo(context.Background(), storage.Join(root, "corpus"), 1)
+	files, err := corpus.GenerateDemo(context.Background(), storage.Join(root, "corpus"), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +300,7 @@ func TestPrepareRerun(t *testing.T) {
 	// Change one input: only it is redone.
 	books := filepath.Join(root, "corpus/dolma/books/books-0001.json.gz")
 	var b bytes.Buffer
-	WriteGzipMembers(&b, [][]byte{JSONLine(map[string]any{"id": "new", "text": "A new short book."})})
+	corpus.WriteGzipMembers(&b, [][]byte{corpus.JSONLine(map[string]any{"id": "new", "text": "A new short book."})})
 	if err := os.WriteFile(books, b.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
