@@ -137,10 +137,19 @@ func parseJSONLine(b []byte, spec *jsonSpec, file, source string, line int64) (D
 			return docFromFields(ff, spec, file, source, line, bad)
 		}
 	}
-	// The general path: decode into a struct holding only the fields the
-	// spec names (its errors name what is wrong). encoding/json replaces
-	// invalid UTF-8 in the text by U+FFFD one byte at a time, so such
-	// records take the fast path above, which keeps the raw bytes.
+	return parseJSONLineSlow(b, spec, file, source, line)
+}
+
+// parseJSONLineSlow is the general path: decode into a struct holding only
+// the fields the spec names (its errors name what is wrong). encoding/json
+// replaces invalid UTF-8 in the text by U+FFFD one byte at a time, so valid
+// records with such text take the fast path, which keeps the raw bytes.
+func parseJSONLineSlow(b []byte, spec *jsonSpec, file, source string, line int64) (Document, *Malformed) {
+	bad := func(reason, detail, id string) (Document, *Malformed) {
+		return Document{}, &Malformed{Source: source, File: file, Unit: "line", Record: line, Records: 1,
+			Reason: reason, Detail: detail, ID: id}
+	}
+	d := spec.decoder()
 	v := reflect.New(d.typ)
 	textTypeErr := false
 	if err := json.Unmarshal(b, v.Interface()); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -329,9 +330,18 @@ func TestPrepareUnreadable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = ptest.Run(plan.Pipeline)
-	if err == nil || !strings.Contains(err.Error(), "train-00009-of-00010.parquet") {
-		t.Fatalf("err = %v, want a failure naming the unreadable file", err)
+	// A person reads one line naming the file and the cause; the runner's
+	// full account goes to the debug log.
+	err = plan.RunWith(context.Background(), "direct")
+	var pe *PipelineError
+	if err == nil || !errors.As(err, &pe) || !strings.Contains(pe.Cause, "unreadable input "+bad) ||
+		!strings.Contains(pe.Cause, "open parquet") || strings.Contains(err.Error(), "\n") || len(pe.Cause) > 300 {
+		t.Fatalf("err = %v, want one line naming the unreadable file and the cause", err)
+	}
+	t.Logf("the line a person reads: %v", err)
+	dump, rerr := os.ReadFile(filepath.Join(cfg.Output, "debug.log"))
+	if rerr != nil || len(dump) <= len(pe.Cause) || !strings.Contains(string(dump), "train-00009-of-00010.parquet") {
+		t.Fatalf("debug log (%v): %s", rerr, dump)
 	}
 	cfg.SkipUnreadable = true
 	runPrepare(t, cfg, "")
