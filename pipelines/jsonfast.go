@@ -9,13 +9,14 @@ import (
 
 // The fast path for one JSON Lines record. encoding/json scans a line twice
 // (validate, then decode) and replaces every invalid UTF-8 byte inside a
-// string by U+FFFD before prepare can count it. Here json.Valid checks the
-// grammar once, then one pass picks the top-level fields the spec reads: the
-// text is unescaped with its raw bytes kept (so sanitise counts and replaces
-// ill-formed sequences as for parquet), the other fields stay raw JSON.
+// string by U+FFFD before prepare can count it. Here one pass finds the
+// top-level fields the spec reads; the text literal (the bulk of the line)
+// is checked by its own tight loop and unescaped with its raw bytes kept
+// (so sanitise counts and replaces ill-formed sequences as for parquet);
+// json.Valid checks the rest of the line with the text replaced by "".
 // Anything unusual (not an object, a key differing only in case, text not a
-// string) returns ok=false and the caller takes the encoding/json path, which
-// words the error exactly as before.
+// string, invalid JSON) returns ok=false and the caller takes the
+// encoding/json path, which words the error exactly as before.
 
 // fastFields is what fastObject found.
 type fastFields struct {
@@ -24,24 +25,25 @@ type fastFields struct {
 	raw     map[string]json.RawMessage // other wanted heads
 }
 
-// fastObject parses a valid JSON object b (the caller checked json.Valid)
-// and returns the text field and the raw values of heads. ok is false when
-// the record needs the general decoder.
+// fastObject parses the JSON object b and returns the text field and the
+// raw values of heads. ok is false when the record needs the general
+// decoder (including whenever b is not valid JSON).
 func fastObject(b []byte, text string, heads []string, out *fastFields) (ok bool) {
+	textAt, textEnd := -1, -1
 	i := skipWS(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return false
 	}
 	i = skipWS(b, i+1)
 	if i < len(b) && b[i] == '}' {
-		return true
+		return json.Valid(b)
 	}
 	for i < len(b) {
 		if b[i] != '"' {
 			return false
 		}
 		ks, ke, esc := stringEnd(b, i)
-		if esc {
+		if esc || ke >= len(b) {
 			return false // escaped key: rare, let encoding/json decide what it names
 		}
 		key := b[ks:ke]
@@ -52,7 +54,7 @@ func fastObject(b []byte, text string, heads []string, out *fastFields) (ok bool
 		i = skipWS(b, i+1)
 		vs := i
 		i = skipValue(b, i)
-		if i < 0 {
+		if i < 0 || i > len(b) || i == vs {
 			return false
 		}
 		val := b[vs:i]
@@ -60,8 +62,13 @@ func fastObject(b []byte, text string, heads []string, out *fastFields) (ok bool
 		case string(key) == text:
 			switch val[0] {
 			case '"':
+				if !validString(val) {
+					return false
+				}
+				textAt, textEnd = vs, i
 				out.text, out.hasText = unescape(val), true
 			case 'n':
+				textAt, textEnd = -1, -1
 				out.text, out.hasText = nil, false
 			default:
 				return false // wrong type: the general path reports it
@@ -76,7 +83,14 @@ func fastObject(b []byte, text string, heads []string, out *fastFields) (ok bool
 			return false
 		}
 		if b[i] == '}' {
-			return true
+			if textAt < 0 {
+				return json.Valid(b)
+			}
+			// The text literal is valid on its own; the line is valid iff it
+			// is with any other string in its place.
+			rest := make([]byte, 0, len(b)-(textEnd-textAt)+2)
+			rest = append(append(append(rest, b[:textAt]...), '"', '"'), b[textEnd:]...)
+			return json.Valid(rest)
 		}
 		if b[i] != ',' {
 			return false
@@ -84,6 +98,44 @@ func fastObject(b []byte, text string, heads []string, out *fastFields) (ok bool
 		i = skipWS(b, i+1)
 	}
 	return false
+}
+
+// validString reports whether lit is one valid JSON string literal: quoted,
+// no control characters, only valid escapes. Bytes >= 0x80 are not checked
+// (JSON text here may hold invalid UTF-8; sanitise deals with it).
+func validString(lit []byte) bool {
+	if len(lit) < 2 || lit[0] != '"' || lit[len(lit)-1] != '"' {
+		return false
+	}
+	s := lit[1 : len(lit)-1]
+	for j := 0; j < len(s); j++ {
+		c := s[j]
+		switch {
+		case c < 0x20 || c == '"':
+			return false
+		case c == '\\':
+			j++
+			if j >= len(s) {
+				return false
+			}
+			switch s[j] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if j+5 > len(s) {
+					return false
+				}
+				for _, h := range s[j+1 : j+5] {
+					if !('0' <= h && h <= '9' || 'a' <= h && h <= 'f' || 'A' <= h && h <= 'F') {
+						return false
+					}
+				}
+				j += 4
+			default:
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func wanted(key []byte, heads []string) bool {

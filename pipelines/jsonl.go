@@ -131,11 +131,9 @@ func parseJSONLine(b []byte, spec *jsonSpec, file, source string, line int64) (D
 			Reason: reason, Detail: detail, ID: id}
 	}
 	d := spec.decoder()
-	if json.Valid(b) {
-		ff := fastFields{raw: make(map[string]json.RawMessage, len(d.heads))}
-		if fastObject(b, spec.text, d.heads, &ff) {
-			return docFromFields(ff, spec, file, source, line, bad)
-		}
+	ff := fastFields{raw: make(map[string]json.RawMessage, len(d.heads))}
+	if fastObject(b, spec.text, d.heads, &ff) {
+		return docFromFields(ff, spec, file, source, line, bad)
 	}
 	return parseJSONLineSlow(b, spec, file, source, line)
 }

@@ -313,6 +313,16 @@ func TestFastJSONMatchesEncodingJSON(t *testing.T) {
 		`{"id": {"nested": [1, "x"]}, "text": "object id", "source": "s", "metadata": {"k": "v"}}`,
 		` { "text" : "spaces" , "id" : "h" } `,
 		`{"i\u0064": "escaped key", "text": "t"}`,
+		// Invalid JSON must reach encoding/json and keep its wording.
+		"{\"id\": \"c1\", \"text\": \"control \x01 char\"}",
+		`{"id": "e1", "text": "bad \q escape"}`,
+		`{"id": "e2", "text": "short \u12"}`,
+		`{"id": , "text": "x"}`,
+		`{"text": "x"} trailing`,
+		`{"id": "u", "text": "unterminated}`,
+		`{"id": "a", "text": "ok", "metadata": {"k": [1, 2}}`,
+		`{"text": "x", "text": nul}`,
+		`{"id": "z", "text": "x",}`,
 	}
 	f, _ := LookupFormat("dolma")
 	for _, l := range lines {

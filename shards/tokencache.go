@@ -34,6 +34,7 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -102,7 +103,7 @@ var (
 func codecs() (*zstd.Encoder, *zstd.Decoder) {
 	encOnce.Do(func() {
 		var err error
-		encoder, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+		encoder, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 		if err != nil {
 			panic(err)
 		}
@@ -182,17 +183,23 @@ func (cw *CacheWriter) Add(id string, tokens []uint32) error {
 	if cw.err != nil {
 		return cw.err
 	}
+	// Grow once and store in place: appending id by id was a third of
+	// prepare's time.
+	n := len(cw.raw)
+	cw.raw = slices.Grow(cw.raw, cw.width*len(tokens))[:n+cw.width*len(tokens)]
+	dst := cw.raw[n:]
 	if cw.width == 2 {
-		for _, t := range tokens {
+		for i, t := range tokens {
 			if t > 0xffff {
+				cw.raw = cw.raw[:n]
 				cw.err = fmt.Errorf("token cache %s: document %q: token id %d does not fit in 16 bits", cw.path, id, t)
 				return cw.err
 			}
-			cw.raw = binary.LittleEndian.AppendUint16(cw.raw, uint16(t))
+			binary.LittleEndian.PutUint16(dst[2*i:], uint16(t))
 		}
 	} else {
-		for _, t := range tokens {
-			cw.raw = binary.LittleEndian.AppendUint32(cw.raw, t)
+		for i, t := range tokens {
+			binary.LittleEndian.PutUint32(dst[4*i:], t)
 		}
 	}
 	cw.ids = append(cw.ids, id)
