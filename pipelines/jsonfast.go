@@ -53,20 +53,28 @@ func fastObject(b []byte, text string, heads []string, out *fastFields) (ok bool
 		}
 		i = skipWS(b, i+1)
 		vs := i
-		i = skipValue(b, i)
-		if i < 0 || i > len(b) || i == vs {
+		if string(key) == text && i < len(b) && b[i] == '"' {
+			// The bulk of the line: one pass checks it and finds its end.
+			end, escaped, ok := scanString(b, i)
+			if !ok {
+				return false
+			}
+			i = end
+			textAt, textEnd = vs, i
+			if escaped {
+				out.text = unescape(b[vs:i])
+			} else {
+				out.text = b[vs+1 : i-1]
+			}
+			out.hasText = true
+		} else if i = skipValue(b, i); i < 0 || i > len(b) || i == vs {
 			return false
 		}
 		val := b[vs:i]
 		switch {
 		case string(key) == text:
 			switch val[0] {
-			case '"':
-				if !validString(val) {
-					return false
-				}
-				textAt, textEnd = vs, i
-				out.text, out.hasText = unescape(val), true
+			case '"': // done above
 			case 'n':
 				textAt, textEnd = -1, -1
 				out.text, out.hasText = nil, false
@@ -100,42 +108,44 @@ func fastObject(b []byte, text string, heads []string, out *fastFields) (ok bool
 	return false
 }
 
-// validString reports whether lit is one valid JSON string literal: quoted,
-// no control characters, only valid escapes. Bytes >= 0x80 are not checked
-// (JSON text here may hold invalid UTF-8; sanitise deals with it).
-func validString(lit []byte) bool {
-	if len(lit) < 2 || lit[0] != '"' || lit[len(lit)-1] != '"' {
-		return false
-	}
-	s := lit[1 : len(lit)-1]
-	for j := 0; j < len(s); j++ {
-		c := s[j]
+// scanString checks the JSON string literal starting at b[i] == '"' (no
+// control characters, only valid escapes; bytes >= 0x80 are left to
+// sanitise) and returns the index just past its closing quote and whether
+// it holds escapes.
+func scanString(b []byte, i int) (end int, escaped, ok bool) {
+	for j := i + 1; j < len(b); j++ {
+		c := b[j]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
 		switch {
-		case c < 0x20 || c == '"':
-			return false
-		case c == '\\':
-			j++
-			if j >= len(s) {
-				return false
+		case c == '"':
+			return j + 1, escaped, true
+		case c < 0x20:
+			return 0, false, false
+		}
+		escaped = true
+		j++
+		if j >= len(b) {
+			return 0, false, false
+		}
+		switch b[j] {
+		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+		case 'u':
+			if j+5 > len(b) {
+				return 0, false, false
 			}
-			switch s[j] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-			case 'u':
-				if j+5 > len(s) {
-					return false
+			for _, h := range b[j+1 : j+5] {
+				if !('0' <= h && h <= '9' || 'a' <= h && h <= 'f' || 'A' <= h && h <= 'F') {
+					return 0, false, false
 				}
-				for _, h := range s[j+1 : j+5] {
-					if !('0' <= h && h <= '9' || 'a' <= h && h <= 'f' || 'A' <= h && h <= 'F') {
-						return false
-					}
-				}
-				j += 4
-			default:
-				return false
 			}
+			j += 4
+		default:
+			return 0, false, false
 		}
 	}
-	return true
+	return 0, false, false
 }
 
 func wanted(key []byte, heads []string) bool {
