@@ -3,8 +3,10 @@
 // caches + statistics) and its Beam wrapper.
 //
 // The core is pure Go over plain types: a reader turns one file into
-// Documents and Malformed records; PrepareFile turns one file into one token
-// cache and its statistics. Beam only fans files out and combines statistics.
+// Documents and Malformed records; PrepareFile runs one file through a chain
+// of steps (steps.go: read, sanitise, tokenize, length filter, write, each
+// with its own counts) into one token cache and its statistics. Beam only
+// fans files out and combines statistics.
 //
 // Output of prepare, under the configured output directory (local or gs://):
 //
@@ -12,7 +14,10 @@
 //	                                    (path, size, etag), stats; tokenizer and config hashes
 //	report.md                           read = written + dropped by reason, per source and file;
 //	                                    length histograms
-//	dead_letters.jsonl                  every dropped record (Malformed as JSON), all files
+//	dead_letters.jsonl                  every dropped record (Malformed as JSON), all files: one
+//	                                    line per malformed record; filter drops (too_short,
+//	                                    too_long) one line per file and reason with a sample of ids
+//	debug.log                           the runner's full error when a run failed
 //	<source>/<base>-<hash>.tokcache     token cache of one input file (shards format)
 //	<source>/<base>-<hash>.tokcache.json  its FileResult; present = cache complete; used to skip
 //	                                    the file when input size/etag, tokenizer and settings match
