@@ -3,8 +3,10 @@
 // caches + statistics) and its Beam wrapper.
 //
 // The core is pure Go over plain types: a reader turns one file into
-// Documents and Malformed records; PrepareFile turns one file into one token
-// cache and its statistics. Beam only fans files out and combines statistics.
+// Documents and Malformed records; PrepareFile runs one file through a chain
+// of steps (steps.go: read, sanitise, tokenize, length filter, write, each
+// with its own counts) into one token cache and its statistics. Beam only
+// fans files out and combines statistics.
 //
 // Output of prepare, under the configured output directory (local or gs://):
 //
@@ -12,7 +14,10 @@
 //	                                    (path, size, etag), stats; tokenizer and config hashes
 //	report.md                           read = written + dropped by reason, per source and file;
 //	                                    length histograms
-//	dead_letters.jsonl                  every dropped record (Malformed as JSON), all files
+//	dead_letters.jsonl                  every dropped record (Malformed as JSON), all files: one
+//	                                    line per malformed record; filter drops (too_short,
+//	                                    too_long) one line per file and reason with a sample of ids
+//	debug.log                           the runner's full error when a run failed
 //	<source>/<base>-<hash>.tokcache     token cache of one input file (shards format)
 //	<source>/<base>-<hash>.tokcache.json  its FileResult; present = cache complete; used to skip
 //	                                    the file when input size/etag, tokenizer and settings match
@@ -67,7 +72,11 @@ type Malformed struct {
 	Reason  string `json:"reason"`           // one of the Reason constants
 	Detail  string `json:"detail"`           // what exactly was wrong
 	ID      string `json:"id,omitempty"`     // document id when known
-	Tokens  int    `json:"tokens,omitempty"` // for filter drops
+	Tokens  int    `json:"tokens,omitempty"` // for filter drops: tokens of the dropped documents
+	// Filter drops are one letter per file and reason: the limit crossed
+	// and the ids of the first few documents.
+	Limit  int      `json:"limit,omitempty"`
+	Sample []string `json:"sample,omitempty"`
 }
 
 func (m Malformed) String() string {
@@ -75,7 +84,10 @@ func (m Malformed) String() string {
 }
 
 // Emit receives a reader's output. Returning an error stops the read (used
-// for cancellation and write failures), never for bad records.
+// for cancellation and write failures), never for bad records. Readers
+// also return how many records (lines, rows) they saw, counted on their
+// own, so prepare can check that every record came out as a document or a
+// dead letter.
 type Emit struct {
 	Doc func(Document) error
 	Bad func(Malformed) error

@@ -35,15 +35,22 @@ func Compression(file string) string {
 // stream ends the file with one Malformed for the line being read. It
 // returns an error only when emit does.
 func ReadJSONLines(r io.Reader, f Format, file, source string, emit Emit) error {
+	_, err := CountJSONLines(r, f, file, source, emit)
+	return err
+}
+
+// CountJSONLines is ReadJSONLines that also returns the records it saw:
+// non-blank lines, and the line a stream fault cut.
+func CountJSONLines(r io.Reader, f Format, file, source string, emit Emit) (records int64, err error) {
 	if f.JSON == nil {
-		return fmt.Errorf("%s: format %s is not JSON Lines", file, f.Name)
+		return 0, fmt.Errorf("%s: format %s is not JSON Lines", file, f.Name)
 	}
 	var stream io.Reader = r
 	switch Compression(file) {
 	case "gzip":
 		zr, err := gzip.NewReader(r)
 		if err != nil {
-			return emit.Bad(streamFault(source, file, 1, err))
+			return 1, emit.Bad(streamFault(source, file, 1, err))
 		}
 		defer zr.Close()
 		stream = zr
@@ -52,7 +59,7 @@ func ReadJSONLines(r io.Reader, f Format, file, source string, emit Emit) error 
 		// and a unit of work is one file per worker anyway.
 		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
 		if err != nil {
-			return emit.Bad(streamFault(source, file, 1, err))
+			return 1, emit.Bad(streamFault(source, file, 1, err))
 		}
 		defer zr.Close()
 		stream = zr
@@ -63,24 +70,25 @@ func ReadJSONLines(r io.Reader, f Format, file, source string, emit Emit) error 
 	for {
 		b, err := readLine(br, &buf)
 		if err != nil && err != io.EOF {
-			return emit.Bad(streamFault(source, file, line+1, err))
+			return records + 1, emit.Bad(streamFault(source, file, line+1, err))
 		}
 		if err == io.EOF && len(b) == 0 {
-			return nil
+			return records, nil
 		}
 		line++
 		if len(bytes.TrimSpace(b)) > 0 { // blank lines hold no record
+			records++
 			doc, bad := parseJSONLine(b, f.JSON, file, source, line)
 			if bad != nil {
 				if e := emit.Bad(*bad); e != nil {
-					return e
+					return records, e
 				}
 			} else if e := emit.Doc(doc); e != nil {
-				return e
+				return records, e
 			}
 		}
 		if err == io.EOF {
-			return nil
+			return records, nil
 		}
 	}
 }
@@ -122,9 +130,23 @@ func parseJSONLine(b []byte, spec *jsonSpec, file, source string, line int64) (D
 		return Document{}, &Malformed{Source: source, File: file, Unit: "line", Record: line, Records: 1,
 			Reason: reason, Detail: detail, ID: id}
 	}
-	// Decode straight into a struct holding only the fields the spec
-	// names: one pass, and the text is unquoted once (a map of raw fields
-	// scans the text twice).
+	d := spec.decoder()
+	ff := fastFields{raw: make(map[string]json.RawMessage, len(d.heads))}
+	if fastObject(b, spec.text, d.heads, &ff) {
+		return docFromFields(ff, spec, file, source, line, bad)
+	}
+	return parseJSONLineSlow(b, spec, file, source, line)
+}
+
+// parseJSONLineSlow is the general path: decode into a struct holding only
+// the fields the spec names (its errors name what is wrong). encoding/json
+// replaces invalid UTF-8 in the text by U+FFFD one byte at a time, so valid
+// records with such text take the fast path, which keeps the raw bytes.
+func parseJSONLineSlow(b []byte, spec *jsonSpec, file, source string, line int64) (Document, *Malformed) {
+	bad := func(reason, detail, id string) (Document, *Malformed) {
+		return Document{}, &Malformed{Source: source, File: file, Unit: "line", Record: line, Records: 1,
+			Reason: reason, Detail: detail, ID: id}
+	}
 	d := spec.decoder()
 	v := reflect.New(d.typ)
 	textTypeErr := false
@@ -175,6 +197,39 @@ func parseJSONLine(b []byte, spec *jsonSpec, file, source string, line int64) (D
 	}
 	return Document{ID: id, Source: source, Text: text, Metadata: meta, File: file, Unit: "line", Record: line}, nil
 }
+
+// docFromFields builds the document from the fast path's fields.
+func docFromFields(ff fastFields, spec *jsonSpec, file, source string, line int64,
+	bad func(reason, detail, id string) (Document, *Malformed)) (Document, *Malformed) {
+	id := ""
+	for _, k := range spec.ids {
+		if v, ok := jsonField(ff.raw, k); ok {
+			id = v
+			break
+		}
+	}
+	if !ff.hasText {
+		return bad(ReasonMissingText, fmt.Sprintf("no %q field (or null)", spec.text), id)
+	}
+	if blankBytes(ff.text) {
+		return bad(ReasonEmptyText, fmt.Sprintf("field %q is empty", spec.text), id)
+	}
+	text := string(ff.text)
+	meta := make(map[string]string, len(spec.meta))
+	for _, k := range spec.meta {
+		if v, ok := jsonField(ff.raw, k); ok {
+			meta[k] = v
+		}
+	}
+	if id == "" {
+		id = deriveFrom(meta, ff.raw, spec.derive, text)
+	}
+	return Document{ID: id, Source: source, Text: text, Metadata: meta, File: file, Unit: "line", Record: line}, nil
+}
+
+// blankBytes is blank for raw bytes: only Unicode white space (invalid
+// UTF-8 is not white space).
+func blankBytes(b []byte) bool { return len(bytes.TrimSpace(b)) == 0 }
 
 // lineDecoder is a struct type built from a jsonSpec: field 0 is the text
 // (*string), then one json.RawMessage per top-level key the spec reads.

@@ -18,14 +18,25 @@ import (
 // missing_column / wrong_type; pages that fail to decode drop the rest of
 // their row group under corrupt_parquet.
 func ReadParquet(r io.ReaderAt, size int64, f Format, file, source string, emit Emit) error {
+	_, err := CountParquet(r, size, f, file, source, emit)
+	return err
+}
+
+// CountParquet is ReadParquet that also returns the file's row count from
+// its footer, counted apart from what it emits.
+func CountParquet(r io.ReaderAt, size int64, f Format, file, source string, emit Emit) (int64, error) {
 	spec := f.Parquet
 	if spec == nil {
-		return fmt.Errorf("%s: format %s is not parquet", file, f.Name)
+		return 0, fmt.Errorf("%s: format %s is not parquet", file, f.Name)
 	}
 	pf, err := parquet.OpenFile(r, size, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
 	if err != nil {
-		return &UnreadableError{Input: file, Err: fmt.Errorf("open parquet: %w", err)}
+		return 0, &UnreadableError{Input: file, Err: fmt.Errorf("open parquet: %w", err)}
 	}
+	return pf.NumRows(), readParquetRows(pf, spec, file, source, emit)
+}
+
+func readParquetRows(pf *parquet.File, spec *parquetSpec, file, source string, emit Emit) error {
 	schema := pf.Schema()
 	fileFault := func(reason, detail string) error {
 		return emit.Bad(Malformed{Source: source, File: file, Unit: "file", Records: pf.NumRows(),

@@ -8,7 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-
+	"io"
+	"sort"
 	"strings"
 
 	"longctx/config"
@@ -77,15 +78,16 @@ func (c PrepareConfig) Validate() error {
 	return nil
 }
 
-// sourceHash is the lineage hash of the settings that shape a source's
-// tokens; a cache made under another hash is redone.
+// sourceHash is the lineage hash of the settings and the code that shape a
+// source's tokens; a cache made under another hash is redone.
 func (s SourceConfig) sourceHash() string {
 	return config.Hash(struct {
 		Version   int    `yaml:"version"`
+		Code      string `yaml:"code"`
 		Format    string `yaml:"format"`
 		MinTokens int    `yaml:"min_tokens"`
 		MaxTokens int    `yaml:"max_tokens"`
-	}{1, s.Format, s.MinTokens, s.MaxTokens})
+	}{2, config.CodeVersion(), s.Format, s.MinTokens, s.MaxTokens})
 }
 
 // Tokenizer is what prepare needs from the tokenizer package.
@@ -178,8 +180,10 @@ func (e *UnreadableError) Error() string {
 func (e *UnreadableError) Unwrap() error { return e.Err }
 
 // UpToDate returns the previous result for task if its cache was made from
-// the same input content (size, etag) with the same tokenizer and source
-// settings, and both the cache and its sidecar still exist.
+// the same input content (size, etag) with the same tokenizer, source
+// settings and code version, and the cache still holds exactly the bytes
+// its sidecar recorded (sha256): a cache damaged since is redone, not
+// handed to mix.
 func UpToDate(ctx context.Context, task FileTask) (FileResult, bool) {
 	b, err := storage.ReadFile(ctx, storage.Join(task.Output, sidecarName(task.Cache)))
 	if err != nil {
@@ -189,48 +193,80 @@ func UpToDate(ctx context.Context, task FileTask) (FileResult, bool) {
 	if json.Unmarshal(b, &prev) != nil || prev.Task != task {
 		return FileResult{}, false
 	}
-	if st, err := storage.Stat(ctx, storage.Join(task.Output, task.Cache)); err != nil || st.Size != prev.Cache.Bytes {
+	path := storage.Join(task.Output, task.Cache)
+	if st, err := storage.Stat(ctx, path); err != nil || st.Size != prev.Cache.Bytes {
+		return FileResult{}, false
+	}
+	if sum, err := fileSHA256(ctx, path); err != nil || sum != prev.Cache.SHA256 {
 		return FileResult{}, false
 	}
 	prev.Reused = true
 	return prev, true
 }
 
-// PrepareFile is one unit of work: read the input file with its source's
-// reader, sanitise and tokenize every document (workers goroutines, output
-// order fixed by input order), apply the length filters, and write the token
-// cache, the file's dead letters and a sidecar with its result. Outputs are
-// byte-identical whatever workers is.
+func fileSHA256(ctx context.Context, path string) (string, error) {
+	rc, err := storage.Open(ctx, path)
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, rc); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// deadSample is how many ids a per-file filter dead letter lists.
+const deadSample = 10
+
+// openInput returns the file's reader (records counted by the reader), or
+// an UnreadableError when the file cannot be opened at all.
+func openInput(ctx context.Context, task FileTask, f Format) (read func(Emit) (int64, error), closeFn func(), err error) {
+	if f.Parquet != nil {
+		ra, err := storage.OpenReaderAt(ctx, task.Input)
+		if err != nil {
+			return nil, nil, &UnreadableError{task.Input, err}
+		}
+		// A bad footer means parquet cannot open the file at all.
+		return func(e Emit) (int64, error) { return CountParquet(ra, ra.Size(), f, task.Input, task.Source, e) },
+			func() { ra.Close() }, nil
+	}
+	rc, err := storage.Open(ctx, task.Input)
+	if err != nil {
+		return nil, nil, &UnreadableError{task.Input, err}
+	}
+	return func(e Emit) (int64, error) { return CountJSONLines(rc, f, task.Input, task.Source, e) },
+		func() { rc.Close() }, nil
+}
+
+// PrepareFile is one unit of work: the chain read -> sanitise -> tokenize
+// (workers goroutines) -> length filter -> write (in input order) over one
+// input file, writing its token cache, its dead letters and a sidecar with
+// its result. Outputs are byte-identical whatever workers is.
 func PrepareFile(ctx context.Context, task FileTask, tok Tokenizer, workers int) (FileResult, error) {
+	return prepareFile(ctx, task, tok, workers, nil)
+}
+
+// prepareFile is PrepareFile with extra steps after tokenize (tests use it
+// to check that a step losing documents fails the accounting).
+func prepareFile(ctx context.Context, task FileTask, tok Tokenizer, workers int, extra []Step) (FileResult, error) {
 	f, err := LookupFormat(task.Format)
 	if err != nil {
 		return FileResult{}, err
 	}
 	res := FileResult{Task: task}
 	res.Stats.Files = 1
-
-	// Open first: a file that cannot be opened is an UnreadableError.
-	var read func(Emit) error
-	if f.Parquet != nil {
-		ra, err := storage.OpenReaderAt(ctx, task.Input)
-		if err != nil {
-			return res, &UnreadableError{task.Input, err}
-		}
-		defer ra.Close()
-		// A bad footer means parquet cannot open the file at all.
-		read = func(e Emit) error { return ReadParquet(ra, ra.Size(), f, task.Input, task.Source, e) }
-	} else {
-		rc, err := storage.Open(ctx, task.Input)
-		if err != nil {
-			return res, &UnreadableError{task.Input, err}
-		}
-		defer rc.Close()
-		read = func(e Emit) error { return ReadJSONLines(rc, f, task.Input, task.Source, e) }
+	read, closeIn, err := openInput(ctx, task, f)
+	if err != nil {
+		return res, err
 	}
+	defer closeIn()
 
 	cachePath := storage.Join(task.Output, task.Cache)
 	cw, err := shards.CreateCache(ctx, cachePath, shards.CacheHeader{Source: task.Source, Input: task.Input,
-		InputSize: task.Size, InputETag: task.ETag, TokenizerHash: task.TokenizerHash, ConfigHash: task.ConfigHash, EOS: true})
+		InputSize: task.Size, InputETag: task.ETag, TokenizerHash: task.TokenizerHash, ConfigHash: task.ConfigHash,
+		EOS: true, TokenBytes: tokenBytes(tok)})
 	if err != nil {
 		return res, err
 	}
@@ -239,15 +275,17 @@ func PrepareFile(ctx context.Context, task FileTask, tok Tokenizer, workers int)
 	dlName := deadLetterName(task.Cache)
 	var dw storage.Writer
 	var dead *bufio.Writer
-	abort := func(err error) (FileResult, error) {
+	fail := func(err error) (FileResult, error) {
 		cw.Abort()
 		if dw != nil {
 			dw.Abort()
 		}
+		var ue *UnreadableError
+		if !errors.As(err, &ue) && !strings.HasPrefix(err.Error(), task.Input) {
+			err = fmt.Errorf("%s: %w", task.Input, err)
+		}
 		return res, err
 	}
-
-	st := &res.Stats
 	writeDead := func(m Malformed) error {
 		if dw == nil {
 			w, err := storage.Create(ctx, storage.Join(task.Output, dlName))
@@ -256,48 +294,69 @@ func PrepareFile(ctx context.Context, task FileTask, tok Tokenizer, workers int)
 			}
 			dw, dead = w, bufio.NewWriterSize(w, 256<<10)
 		}
-		st.Drop(m.Reason, m.Records)
 		b, _ := json.Marshal(m)
 		dead.Write(b)
 		return dead.WriteByte('\n')
 	}
-	keep := func(it *item) error {
-		n := len(it.tokens)
-		if task.MinTokens > 0 && n < task.MinTokens || task.MaxTokens > 0 && n > task.MaxTokens {
-			reason, limit := ReasonTooShort, task.MinTokens
-			if task.MaxTokens > 0 && n > task.MaxTokens {
-				reason, limit = ReasonTooLong, task.MaxTokens
-			}
-			st.DroppedTokens += int64(n)
-			return writeDead(Malformed{Source: task.Source, File: task.Input, Unit: it.doc.Unit, Record: it.doc.Record,
-				Records: 1, Reason: reason, Detail: fmt.Sprintf("%d tokens, limit %d", n, limit), ID: it.doc.ID, Tokens: n})
-		}
-		st.Read++
-		st.Written++
-		st.Tokens += int64(n)
-		st.TextBytes += int64(len(it.text))
-		st.InvalidUTF8 += int64(it.replaced)
-		st.Lengths.Observe(n)
-		return cw.Add(it.doc.ID, it.tokens)
+
+	// Reader faults are one dead letter each (rare, and each names its
+	// line or row). Filter drops are common (most of The Stack is under
+	// 8k tokens): one letter per file and reason, with a sample of ids.
+	type filterDrops struct {
+		n, tokens int64
+		limit     int
+		unit      string
+		first     int64
+		sample    []string
 	}
-	if err := tokenizeOrdered(ctx, read, tok, workers, func(it *item) error {
-		if it.bad != nil {
-			return writeDead(*it.bad)
+	filtered := map[string]*filterDrops{}
+	st := &res.Stats
+	sink := func(d *Doc) error {
+		if d.Drop == nil {
+			n := len(d.Tokens)
+			st.Lengths.Observe(n)
+			return nil
 		}
-		return keep(it)
-	}); err != nil {
-		var ue *UnreadableError
-		if errors.As(err, &ue) {
-			return abort(err)
+		m := d.Drop
+		st.Drop(m.Reason, m.Records)
+		if m.Limit == 0 {
+			return writeDead(*m)
 		}
-		return abort(fmt.Errorf("%s: %w", task.Input, err))
+		fd := filtered[m.Reason]
+		if fd == nil {
+			fd = &filterDrops{limit: m.Limit, unit: m.Unit, first: m.Record}
+			filtered[m.Reason] = fd
+		}
+		fd.n += m.Records
+		fd.tokens += int64(m.Tokens)
+		if len(fd.sample) < deadSample {
+			fd.sample = append(fd.sample, m.ID)
+		}
+		return nil
 	}
-	if err := st.Check(); err != nil {
-		return abort(fmt.Errorf("%s: accounting: %w", task.Input, err))
+	steps := []Step{sanitiseStep(), tokenizeStep(tok)}
+	steps = append(steps, extra...)
+	steps = append(steps, lengthStep(task.Source, task.Input, task.MinTokens, task.MaxTokens), writeStep(cw.Add))
+	stepStats, err := runChain(ctx, read, steps, workers, sink)
+	if err != nil {
+		return fail(err)
+	}
+	for _, reason := range sortedKeysOf(filtered) {
+		fd := filtered[reason]
+		bound := "min_tokens"
+		if reason == ReasonTooLong {
+			bound = "max_tokens"
+		}
+		if err := writeDead(Malformed{Source: task.Source, File: task.Input, Unit: fd.unit, Record: fd.first, Records: fd.n,
+			Reason: reason, Limit: fd.limit, Tokens: int(fd.tokens), Sample: fd.sample,
+			Detail: fmt.Sprintf("%d documents (%d tokens) outside %s %d; first at %s %d; ids of the first %d in sample",
+				fd.n, fd.tokens, bound, fd.limit, fd.unit, fd.first, len(fd.sample))}); err != nil {
+			return fail(err)
+		}
 	}
 	if dw != nil {
 		if err := dead.Flush(); err != nil {
-			return abort(err)
+			return fail(err)
 		}
 	}
 	sum, err := cw.Close()
@@ -305,9 +364,32 @@ func PrepareFile(ctx context.Context, task FileTask, tok Tokenizer, workers int)
 		if dw != nil {
 			dw.Abort()
 		}
-		return res, err
+		return res, fmt.Errorf("%s: %w", task.Input, err)
 	}
 	res.Cache = sum
+	// Each tally from where it is counted: read by the reader, written by
+	// the cache, dropped by the steps; Check holds them together.
+	st.Steps = stepStats
+	st.Read = stepStats[0].In
+	st.Written = sum.Docs
+	st.Tokens = sum.Tokens
+	for _, s := range stepStats {
+		switch s.Name {
+		case StepSanitise:
+			st.InvalidUTF8 = s.Counts["invalid_utf8"]
+		case StepLength:
+			st.DroppedTokens = s.Counts["dropped_tokens"]
+		case StepWrite:
+			st.TextBytes = s.Counts["text_bytes"]
+		}
+	}
+	if err := st.Check(); err != nil {
+		if dw != nil {
+			dw.Abort()
+		}
+		storage.Remove(ctx, cachePath)
+		return res, fmt.Errorf("%s: accounting: %w", task.Input, err)
+	}
 	if dw != nil {
 		if err := dw.Close(); err != nil {
 			return res, err
@@ -324,101 +406,20 @@ func PrepareFile(ctx context.Context, task FileTask, tok Tokenizer, workers int)
 	return res, nil
 }
 
-// item is one record on its way from the reader to the cache.
-type item struct {
-	doc      Document
-	bad      *Malformed
-	text     string // sanitised text
-	replaced int
-	tokens   []uint32
+// tokenBytes is the width of a token id in the cache: 2 when the
+// vocabulary fits in uint16 (halves what zstd compresses), else 4.
+func tokenBytes(tok Tokenizer) int {
+	if v, ok := tok.(interface{ VocabSize() int }); ok && v.VocabSize() <= 1<<16 {
+		return 2
+	}
+	return 4
 }
 
-type batch struct {
-	items []item
-	done  chan struct{}
-}
-
-// tokenizeOrdered runs read in one goroutine, tokenizes its documents in
-// `workers` goroutines, and calls sink for every record in input order.
-func tokenizeOrdered(ctx context.Context, read func(Emit) error, tok Tokenizer, workers int, sink func(*item) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	jobs := make(chan *batch, workers)
-	ordered := make(chan *batch, 2*workers+2)
-	readErr := make(chan error, 1)
-
-	go func() {
-		defer close(jobs)
-		defer close(ordered)
-		var cur *batch
-		var curBytes int
-		send := func() error {
-			if cur == nil {
-				return nil
-			}
-			select {
-			case ordered <- cur:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			select {
-			case jobs <- cur:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			cur, curBytes = nil, 0
-			return nil
-		}
-		add := func(it item, n int) error {
-			if cur == nil {
-				cur = &batch{done: make(chan struct{})}
-			}
-			cur.items = append(cur.items, it)
-			curBytes += n
-			if curBytes >= 1<<20 || len(cur.items) >= 512 {
-				return send()
-			}
-			return nil
-		}
-		err := read(Emit{
-			Doc: func(d Document) error { return add(item{doc: d}, len(d.Text)) },
-			Bad: func(m Malformed) error { return add(item{bad: &m}, 0) },
-		})
-		if err == nil {
-			err = send()
-		}
-		readErr <- err
-	}()
-	for w := 0; w < workers; w++ {
-		go func() {
-			for b := range jobs {
-				for i := range b.items {
-					it := &b.items[i]
-					if it.bad == nil {
-						it.text, it.replaced = sanitizeUTF8(it.doc.Text)
-						it.tokens = tok.EncodeDoc(it.text)
-					}
-				}
-				close(b.done)
-			}
-		}()
+func sortedKeysOf[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
 	}
-	var sinkErr error
-	for b := range ordered {
-		<-b.done
-		if sinkErr != nil {
-			continue // drain so the reader and workers end
-		}
-		for i := range b.items {
-			if err := sink(&b.items[i]); err != nil {
-				sinkErr = err
-				cancel()
-				break
-			}
-		}
-	}
-	if err := <-readErr; err != nil && sinkErr == nil {
-		return err
-	}
-	return sinkErr
+	sort.Strings(ks)
+	return ks
 }

@@ -95,6 +95,10 @@ var (
 )
 
 func (f *prepareFileFn) ProcessElement(ctx context.Context, task FileTask, emit func(FileResult)) error {
+	return markFault(f.process(ctx, task, emit))
+}
+
+func (f *prepareFileFn) process(ctx context.Context, task FileTask, emit func(FileResult)) error {
 	if task.TokenizerHash != f.tok.Hash() {
 		return fmt.Errorf("%s: tokenizer hash %s on this worker, %s when the job was built", task.Input, f.tok.Hash(), task.TokenizerHash)
 	}
@@ -186,7 +190,7 @@ func (f *writeManifestFn) ProcessElement(ctx context.Context, files fileList, pe
 	}
 	m, err := BuildManifest(f.TokenizerHash, f.ConfigHash, f.Sources, files.Files)
 	if err != nil {
-		return err
+		return markFault(err)
 	}
 	// Two independent sums must agree: the combiner's and the manifest's.
 	for _, s := range m.Sources {
@@ -194,10 +198,10 @@ func (f *writeManifestFn) ProcessElement(ctx context.Context, files fileList, pe
 		a, _ := json.Marshal(c)
 		b, _ := json.Marshal(s.Stats)
 		if !bytes.Equal(a, b) {
-			return fmt.Errorf("source %s: combined statistics %s differ from per-file sum %s", s.Name, a, b)
+			return markFault(fmt.Errorf("source %s: combined statistics %s differ from per-file sum %s", s.Name, a, b))
 		}
 	}
-	return WriteOutputs(ctx, f.Output, m, files.Files)
+	return markFault(WriteOutputs(ctx, f.Output, m, files.Files))
 }
 
 // BuildManifest assembles the prepare manifest from per-file results
@@ -279,9 +283,10 @@ func WriteOutputs(ctx context.Context, out string, m *shards.PrepareManifest, fi
 // PrepareConfigHash is the lineage hash of the settings that shape outputs.
 func PrepareConfigHash(cfg PrepareConfig) string {
 	return config.Hash(struct {
+		Code           string         `yaml:"code"`
 		Sources        []SourceConfig `yaml:"sources"`
 		SkipUnreadable bool           `yaml:"skip_unreadable"`
-	}{cfg.Sources, cfg.SkipUnreadable})
+	}{config.CodeVersion(), cfg.Sources, cfg.SkipUnreadable})
 }
 
 // PrepareOutputs are the pipeline's collections, for tests.

@@ -3,6 +3,7 @@ package pipelines
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 
@@ -14,6 +15,7 @@ import (
 // PreparePlan is a built prepare pipeline and what it will process.
 type PreparePlan struct {
 	Pipeline      *beam.Pipeline
+	Output        string
 	Outputs       PrepareOutputs
 	Tasks         []FileTask
 	TokenizerHash string
@@ -35,9 +37,16 @@ func PlanPrepare(ctx context.Context, cfg PrepareConfig) (*PreparePlan, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A killed run leaves its in-progress writes behind; one prepare at a
+	// time owns an output, so they are garbage now.
+	if n, err := storage.RemoveTemp(ctx, cfg.Output); err != nil {
+		return nil, fmt.Errorf("clean temp files under %s: %w", cfg.Output, err)
+	} else if n > 0 {
+		slog.Info("prepare: removed temp files of an interrupted run", "output", cfg.Output, "files", n)
+	}
 	p, s := beam.NewPipelineWithRoot()
 	out := BuildPrepare(s, cfg, tok.Hash(), tasks)
-	plan := &PreparePlan{Pipeline: p, Outputs: out, Tasks: tasks, TokenizerHash: tok.Hash()}
+	plan := &PreparePlan{Pipeline: p, Output: cfg.Output, Outputs: out, Tasks: tasks, TokenizerHash: tok.Hash()}
 	for _, t := range tasks {
 		plan.InputBytes += t.Size
 	}

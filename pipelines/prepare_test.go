@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/passert"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
 
+	"longctx/corpus"
 	"longctx/shards"
 	"longctx/storage"
 	"longctx/storage/gcstest"
@@ -30,9 +32,9 @@ const testTokenizer = "../tokenizer/testdata/tokenizer.json"
 
 // demoConfig generates the demo corpus under root/corpus and returns a
 // config over it writing to root/out.
-func demoConfig(t *testing.T, root string) (PrepareConfig, []DemoFile) {
+func demoConfig(t *testing.T, root string) (PrepareConfig, []corpus.DemoFile) {
 	t.Helper()
-	files, err := GenerateDemo(context.Background(), storage.Join(root, "corpus"), 1)
+	files, err := corpus.GenerateDemo(context.Background(), storage.Join(root, "corpus"), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +301,7 @@ func TestPrepareRerun(t *testing.T) {
 	// Change one input: only it is redone.
 	books := filepath.Join(root, "corpus/dolma/books/books-0001.json.gz")
 	var b bytes.Buffer
-	WriteGzipMembers(&b, [][]byte{JSONLine(map[string]any{"id": "new", "text": "A new short book."})})
+	corpus.WriteGzipMembers(&b, [][]byte{corpus.JSONLine(map[string]any{"id": "new", "text": "A new short book."})})
 	if err := os.WriteFile(books, b.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -328,9 +330,18 @@ func TestPrepareUnreadable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = ptest.Run(plan.Pipeline)
-	if err == nil || !strings.Contains(err.Error(), "train-00009-of-00010.parquet") {
-		t.Fatalf("err = %v, want a failure naming the unreadable file", err)
+	// A person reads one line naming the file and the cause; the runner's
+	// full account goes to the debug log.
+	err = plan.RunWith(context.Background(), "direct")
+	var pe *PipelineError
+	if err == nil || !errors.As(err, &pe) || !strings.Contains(pe.Cause, "unreadable input "+bad) ||
+		!strings.Contains(pe.Cause, "open parquet") || strings.Contains(err.Error(), "\n") || len(pe.Cause) > 300 {
+		t.Fatalf("err = %v, want one line naming the unreadable file and the cause", err)
+	}
+	t.Logf("the line a person reads: %v", err)
+	dump, rerr := os.ReadFile(filepath.Join(cfg.Output, "debug.log"))
+	if rerr != nil || len(dump) <= len(pe.Cause) || !strings.Contains(string(dump), "train-00009-of-00010.parquet") {
+		t.Fatalf("debug log (%v): %s", rerr, dump)
 	}
 	cfg.SkipUnreadable = true
 	runPrepare(t, cfg, "")

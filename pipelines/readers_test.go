@@ -3,6 +3,7 @@ package pipelines
 import (
 	"bytes"
 	"errors"
+	"longctx/corpus"
 	"strings"
 	"testing"
 )
@@ -32,7 +33,7 @@ func readBytes(t *testing.T, format, file string, data []byte) ([]Document, []Ma
 
 func gz(t *testing.T, groups ...[][]byte) []byte {
 	var b bytes.Buffer
-	if err := WriteGzipMembers(&b, groups...); err != nil {
+	if err := corpus.WriteGzipMembers(&b, groups...); err != nil {
 		t.Fatal(err)
 	}
 	return b.Bytes()
@@ -40,7 +41,7 @@ func gz(t *testing.T, groups ...[][]byte) []byte {
 
 func zst(t *testing.T, groups ...[][]byte) []byte {
 	var b bytes.Buffer
-	if err := WriteZstdFrames(&b, groups...); err != nil {
+	if err := corpus.WriteZstdFrames(&b, groups...); err != nil {
 		t.Fatal(err)
 	}
 	return b.Bytes()
@@ -48,7 +49,7 @@ func zst(t *testing.T, groups ...[][]byte) []byte {
 
 func pq[T any](t *testing.T, rows []T, perGroup int64) []byte {
 	var b bytes.Buffer
-	if err := WriteParquet(&b, rows, perGroup); err != nil {
+	if err := corpus.WriteParquet(&b, rows, perGroup); err != nil {
 		t.Fatal(err)
 	}
 	return b.Bytes()
@@ -63,11 +64,11 @@ type want struct {
 
 func TestReaders(t *testing.T) {
 	dolmaLine := func(id, text string) []byte {
-		return JSONLine(map[string]any{"id": id, "text": text, "source": "gutenberg", "added": "2023-01-01",
+		return corpus.JSONLine(map[string]any{"id": id, "text": text, "source": "gutenberg", "added": "2023-01-01",
 			"metadata": map[string]any{"title": "T"}})
 	}
 	dclmLine := func(rid, text string) []byte {
-		return JSONLine(map[string]any{"text": text, "url": "http://x/" + rid,
+		return corpus.JSONLine(map[string]any{"text": text, "url": "http://x/" + rid,
 			"metadata": map[string]any{"WARC-Record-ID": "<urn:uuid:" + rid + ">", "WARC-Date": "2023-02-02T00:00:00Z"}})
 	}
 	good := strings.Repeat("A line of a book. ", 20)
@@ -78,7 +79,7 @@ func TestReaders(t *testing.T) {
 		corrupt[i] ^= 0x5a
 	}
 	dclmFull := zst(t, [][]byte{dclmLine("r1", good)}, [][]byte{dclmLine("r2", good),
-		JSONLine(map[string]any{"id": "own", "text": good})})
+		corpus.JSONLine(map[string]any{"id": "own", "text": good})})
 
 	cases := []struct {
 		name, format, file string
@@ -89,12 +90,12 @@ func TestReaders(t *testing.T) {
 			want{ids: []string{"b1", "b2", "b3"}, meta: map[string]string{"source": "gutenberg", "added": "2023-01-01", "metadata": `{"title":"T"}`}}},
 		{"dolma malformed lines", "dolma", "books-0001.json.gz", gz(t, [][]byte{
 			dolmaLine("ok1", good),
-			JSONLine([]byte(`{"id": "x", "text": `)), // bad JSON
-			JSONLine(map[string]any{"id": "nt"}),
-			JSONLine(map[string]any{"id": "num", "text": 42}),
-			JSONLine(map[string]any{"id": "empty", "text": "  \n "}),
-			JSONLine([]byte(`[1,2,3]`)),
-			JSONLine([]byte("")), // blank line: no record
+			corpus.JSONLine([]byte(`{"id": "x", "text": `)), // bad JSON
+			corpus.JSONLine(map[string]any{"id": "nt"}),
+			corpus.JSONLine(map[string]any{"id": "num", "text": 42}),
+			corpus.JSONLine(map[string]any{"id": "empty", "text": "  \n "}),
+			corpus.JSONLine([]byte(`[1,2,3]`)),
+			corpus.JSONLine([]byte("")), // blank line: no record
 			dolmaLine("ok2", good),
 		}), want{ids: []string{"ok1", "ok2"},
 			reasons: []string{ReasonBadJSON, ReasonMissingText, ReasonWrongType, ReasonEmptyText, ReasonBadJSON},
@@ -110,10 +111,10 @@ func TestReaders(t *testing.T) {
 			// The cut falls in the last frame, whose block holds both of its lines.
 			want{ids: []string{"<urn:uuid:r1>"}, reasons: []string{ReasonTruncatedStream}, records: []int64{2}}},
 		{"dclm metadata wrong type, derived id", "dclm", "d.jsonl.zstd", zst(t, [][]byte{
-			JSONLine(map[string]any{"text": good, "url": "http://u", "metadata": "oops"}),
-			JSONLine(map[string]any{"text": 3.5, "url": "http://v"}),
+			corpus.JSONLine(map[string]any{"text": good, "url": "http://u", "metadata": "oops"}),
+			corpus.JSONLine(map[string]any{"text": 3.5, "url": "http://v"}),
 		}), want{ids: []string{derivedID("http://u")}, reasons: []string{ReasonWrongType}}},
-		{"stack parquet", "stack", "data-00000-of-00001.parquet", pq(t, []StackRow{
+		{"stack parquet", "stack", "data-00000-of-00001.parquet", pq(t, []corpus.StackRow{
 			{Hexsha: ptr("aa11"), Content: ptr("package main\n"), Lang: ptr("Go"), Ext: ptr("go"), Size: ptr(int64(13)),
 				MaxStarsRepoName: ptr("o/r"), MaxStarsRepoPath: ptr("main.go"), MaxStarsCount: ptr(int64(7)),
 				MaxStarsRepoLicenses: []string{"MIT"}},
@@ -124,13 +125,13 @@ func TestReaders(t *testing.T) {
 		}, 2), want{ids: []string{"aa11", derivedID("o/p", "a.py"), "dd44"},
 			meta:    map[string]string{"lang": "Go", "ext": "go", "size": "13", "max_stars_count": "7", "max_stars_repo_name": "o/r"},
 			reasons: []string{ReasonMissingText, ReasonEmptyText}, records: []int64{1, 3}}},
-		{"fineweb-edu parquet", "fineweb-edu", "000_00000.parquet", pq(t, []FineWebEduRow{
+		{"fineweb-edu parquet", "fineweb-edu", "000_00000.parquet", pq(t, []corpus.FineWebEduRow{
 			{Text: ptr("Photosynthesis turns light into sugar."), ID: ptr("<urn:uuid:f1>"), URL: ptr("http://edu/1"),
 				Dump: ptr("CC-MAIN-2024-10"), Score: ptr(3.25), IntScore: ptr(int64(3)), TokenCount: ptr(int64(8)), Date: nil},
 			{Text: ptr("Cells divide."), ID: ptr("<urn:uuid:f2>")},
 		}, 1), want{ids: []string{"<urn:uuid:f1>", "<urn:uuid:f2>"},
 			meta: map[string]string{"url": "http://edu/1", "dump": "CC-MAIN-2024-10", "score": "3.25", "int_score": "3", "token_count": "8"}}},
-		{"finemath parquet derived id", "finemath", "train-00000-of-00064.parquet", pq(t, []FineMathRow{
+		{"finemath parquet derived id", "finemath", "train-00000-of-00064.parquet", pq(t, []corpus.FineMathRow{
 			{Text: ptr("2+2=4"), URL: ptr("http://m/1"), WarcFilename: ptr("w.gz"), WarcRecordOffset: ptr(int32(99)),
 				Metadata: ptr(`{"a":1}`), Score: ptr(4.5)},
 		}, 10), want{ids: []string{derivedID("http://m/1", "w.gz", "99")},
@@ -199,7 +200,7 @@ func TestReadParquetNotParquetIsError(t *testing.T) {
 
 func TestReadJSONLinesLongLine(t *testing.T) {
 	long := strings.Repeat("word ", 1<<19) // 2.5 MB: longer than the line buffer
-	data := gz(t, [][]byte{JSONLine(map[string]any{"id": "big", "text": long}), JSONLine(map[string]any{"id": "small", "text": "x"})})
+	data := gz(t, [][]byte{corpus.JSONLine(map[string]any{"id": "big", "text": long}), corpus.JSONLine(map[string]any{"id": "small", "text": "x"})})
 	docs, bad, err := readBytes(t, "dolma", "big.json.gz", data)
 	if err != nil || len(bad) != 0 || len(docs) != 2 || docs[0].Text != long || docs[1].Record != 2 {
 		t.Fatalf("docs=%d bad=%v err=%v", len(docs), bad, err)
@@ -210,9 +211,9 @@ func TestReadJSONLinesLongLine(t *testing.T) {
 // reader never panics, and every row is either a document or counted in a
 // corrupt_parquet drop, unless the footer itself is hit (unreadable file).
 func TestReadParquetCorruptBytes(t *testing.T) {
-	var rows []FineWebEduRow
+	var rows []corpus.FineWebEduRow
 	for i := 0; i < 200; i++ {
-		rows = append(rows, FineWebEduRow{Text: ptr(strings.Repeat("text "+strings.Repeat("x", i%7), 50)), ID: ptr(string(rune('a' + i%26)))})
+		rows = append(rows, corpus.FineWebEduRow{Text: ptr(strings.Repeat("text "+strings.Repeat("x", i%7), 50)), ID: ptr(string(rune('a' + i%26)))})
 	}
 	data := pq(t, rows, 50)
 	corrupt := 0

@@ -45,6 +45,21 @@ func Report(m *shards.PrepareManifest, files []FileResult) string {
 		b.WriteString("\n")
 	}
 
+	b.WriteString("\n## Steps (documents in, passed on, dropped; each step's own counts)\n\n| source | step | in | out | dropped | counts |\n|---|---|---:|---:|---|---|\n")
+	for _, s := range m.Sources {
+		for _, st := range s.Stats.Steps {
+			var drops, counts []string
+			for _, k := range sortedKeys(st.Drops) {
+				drops = append(drops, fmt.Sprintf("%s %d", k, st.Drops[k]))
+			}
+			for _, k := range sortedKeys(st.Counts) {
+				counts = append(counts, fmt.Sprintf("%s %d", k, st.Counts[k]))
+			}
+			fmt.Fprintf(&b, "| %s | %s | %d | %d | %d %s | %s |\n", s.Name, st.Name, st.In, st.Out, st.Dropped(),
+				strings.Join(drops, ", "), strings.Join(counts, ", "))
+		}
+	}
+
 	b.WriteString("\n## Document lengths (tokens, EOS included): documents / tokens per bucket\n\n| source |")
 	for i := range len(shards.LengthEdges) + 1 {
 		fmt.Fprintf(&b, " %s |", shards.BucketLabel(i))

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"longctx/corpus"
 	"longctx/mixture"
 	"longctx/pipelines"
 	"longctx/shards"
@@ -23,16 +24,16 @@ const testTokenizer = "../tokenizer/testdata/tokenizer.json"
 func prepareDemo(t *testing.T, dir string) string {
 	t.Helper()
 	ctx := context.Background()
-	corpus := filepath.Join(dir, "corpus")
-	if _, err := pipelines.GenerateDemo(ctx, corpus, 1); err != nil {
+	root := filepath.Join(dir, "corpus")
+	if _, err := corpus.GenerateDemo(ctx, root, 1); err != nil {
 		t.Fatal(err)
 	}
 	cfg := pipelines.DefaultPrepareConfig()
 	cfg.Output, cfg.Tokenizer = filepath.Join(dir, "prepared"), testTokenizer
 	cfg.Sources = []pipelines.SourceConfig{
-		{Name: "books", Format: "dolma", Inputs: []string{corpus + "/dolma/books/*.json.gz"}},
-		{Name: "web", Format: "fineweb-edu", Inputs: []string{corpus + "/fineweb-edu/**/*.parquet"}},
-		{Name: "math", Format: "finemath", Inputs: []string{corpus + "/finemath/**/*.parquet"}},
+		{Name: "books", Format: "dolma", Inputs: []string{root + "/dolma/books/*.json.gz"}},
+		{Name: "web", Format: "fineweb-edu", Inputs: []string{root + "/fineweb-edu/**/*.parquet"}},
+		{Name: "math", Format: "finemath", Inputs: []string{root + "/finemath/**/*.parquet"}},
 	}
 	tok, err := pipelines.LoadTokenizer(ctx, cfg.Tokenizer)
 	if err != nil {

@@ -94,17 +94,39 @@ func BucketLabel(i int) string {
 }
 
 // PrepareStats accounts for what prepare did with the records of one input
-// file, or of a whole source. Read = Written + sum(Drops) always holds.
+// file, or of a whole source. Read is counted by the reader (lines or rows
+// it saw), Written by the token cache, Drops by the steps that dropped
+// records; Check holds them to read = written + dropped.
 type PrepareStats struct {
 	Files         int64            `json:"files"`
-	Read          int64            `json:"read"`            // records seen: documents and malformed ones
-	Written       int64            `json:"written"`         // documents written to token caches
+	Read          int64            `json:"read"`            // records the readers saw (lines, rows)
+	Written       int64            `json:"written"`         // documents in the token caches
 	Tokens        int64            `json:"tokens"`          // tokens written, EOS included
 	TextBytes     int64            `json:"text_bytes"`      // UTF-8 bytes of the written documents
 	InvalidUTF8   int64            `json:"invalid_utf8"`    // ill-formed UTF-8 sequences replaced by U+FFFD
 	Drops         map[string]int64 `json:"drops,omitempty"` // dropped records by reason
 	DroppedTokens int64            `json:"dropped_tokens"`  // tokens of documents dropped by length filters
 	Lengths       LengthHistogram  `json:"lengths"`         // written documents by length
+	Steps         []StepStats      `json:"steps,omitempty"` // per step of the prepare chain, in order
+}
+
+// StepStats is what one prepare step did: documents in, passed on, dropped
+// by reason, and the step's own measures (invalid_utf8, tokens, ...).
+type StepStats struct {
+	Name   string           `json:"name"`
+	In     int64            `json:"in"`
+	Out    int64            `json:"out"`
+	Drops  map[string]int64 `json:"drops,omitempty"`
+	Counts map[string]int64 `json:"counts,omitempty"`
+}
+
+// Dropped is the sum of the step's drops.
+func (s StepStats) Dropped() int64 {
+	var n int64
+	for _, v := range s.Drops {
+		n += v
+	}
+	return n
 }
 
 // Drop counts n records dropped for reason.
@@ -113,7 +135,6 @@ func (s *PrepareStats) Drop(reason string, n int64) {
 		s.Drops = map[string]int64{}
 	}
 	s.Drops[reason] += n
-	s.Read += n
 }
 
 // Dropped is the sum of Drops.
@@ -125,7 +146,17 @@ func (s PrepareStats) Dropped() int64 {
 	return n
 }
 
+func addMap(dst *map[string]int64, src map[string]int64) {
+	for k, n := range src {
+		if *dst == nil {
+			*dst = map[string]int64{}
+		}
+		(*dst)[k] += n
+	}
+}
+
 // Merge adds o into s (statistics are sums, so merging is order-free).
+// Steps are matched by name; a step only one side has is appended.
 func (s *PrepareStats) Merge(o PrepareStats) {
 	s.Files += o.Files
 	s.Read += o.Read
@@ -134,20 +165,33 @@ func (s *PrepareStats) Merge(o PrepareStats) {
 	s.TextBytes += o.TextBytes
 	s.InvalidUTF8 += o.InvalidUTF8
 	s.DroppedTokens += o.DroppedTokens
-	for r, n := range o.Drops {
-		if s.Drops == nil {
-			s.Drops = map[string]int64{}
-		}
-		s.Drops[r] += n
-	}
+	addMap(&s.Drops, o.Drops)
 	for i := range s.Lengths.Docs {
 		s.Lengths.Docs[i] += o.Lengths.Docs[i]
 		s.Lengths.Tokens[i] += o.Lengths.Tokens[i]
 	}
+	for _, os := range o.Steps {
+		i := 0
+		for i < len(s.Steps) && s.Steps[i].Name != os.Name {
+			i++
+		}
+		if i == len(s.Steps) {
+			s.Steps = append(s.Steps, StepStats{Name: os.Name})
+		}
+		st := &s.Steps[i]
+		st.In += os.In
+		st.Out += os.Out
+		addMap(&st.Drops, os.Drops)
+		addMap(&st.Counts, os.Counts)
+	}
 }
 
-// Check verifies the accounting identities: read = written + dropped, and
-// the histogram covers exactly the written documents and tokens.
+// Check verifies the accounting identities: what the readers counted equals
+// what the caches hold plus what was dropped; the histogram covers exactly
+// the written documents and tokens; and, where per-step counts exist, every
+// step passes on what it did not drop, each step receives what the previous
+// one passed on, the first receives what was read and the last's output is
+// what was written.
 func (s PrepareStats) Check() error {
 	if d := s.Dropped(); s.Read != s.Written+d {
 		return fmt.Errorf("read %d != written %d + dropped %d", s.Read, s.Written, d)
@@ -159,6 +203,29 @@ func (s PrepareStats) Check() error {
 	}
 	if docs != s.Written || toks != s.Tokens {
 		return fmt.Errorf("length histogram has %d docs / %d tokens, want %d / %d", docs, toks, s.Written, s.Tokens)
+	}
+	if len(s.Steps) == 0 {
+		return nil
+	}
+	var dropped int64
+	for i, st := range s.Steps {
+		if st.In != st.Out+st.Dropped() {
+			return fmt.Errorf("step %s: in %d != out %d + dropped %d", st.Name, st.In, st.Out, st.Dropped())
+		}
+		want := s.Read
+		if i > 0 {
+			want = s.Steps[i-1].Out
+		}
+		if st.In != want {
+			return fmt.Errorf("step %s: in %d, but %d came to it", st.Name, st.In, want)
+		}
+		dropped += st.Dropped()
+	}
+	if last := s.Steps[len(s.Steps)-1]; last.Out != s.Written {
+		return fmt.Errorf("step %s passed on %d documents, caches hold %d", last.Name, last.Out, s.Written)
+	}
+	if dropped != s.Dropped() {
+		return fmt.Errorf("steps dropped %d records, drops total %d", dropped, s.Dropped())
 	}
 	return nil
 }

@@ -31,6 +31,7 @@ func TestPrepareStatsAccounting(t *testing.T) {
 	a.Lengths.Observe(100)
 	a.Lengths.Observe(100)
 	a.Lengths.Observe(500)
+	b.Read = 3 // readers count records on their own; drops do not add to it
 	b.Drop("bad_json", 2)
 	b.Drop("too_short", 1)
 	if err := a.Check(); err != nil {
@@ -50,6 +51,23 @@ func TestPrepareStatsAccounting(t *testing.T) {
 	a.Read++
 	if a.Check() == nil {
 		t.Fatal("Check missed a histogram that does not cover the written documents")
+	}
+
+	// Per-step counts must chain: read -> ... -> written.
+	c := PrepareStats{Read: 4, Written: 2, Tokens: 10}
+	c.Lengths.Observe(5)
+	c.Lengths.Observe(5)
+	c.Drop("bad_json", 1)
+	c.Drop("too_short", 1)
+	c.Steps = []StepStats{{Name: "read", In: 4, Out: 3, Drops: map[string]int64{"bad_json": 1}},
+		{Name: "length_filter", In: 3, Out: 2, Drops: map[string]int64{"too_short": 1}}}
+	if err := c.Check(); err != nil {
+		t.Fatal(err)
+	}
+	c.Steps[1].In = 2 // a step lost a document between read and the filter
+	c.Steps[1].Drops = map[string]int64{}
+	if err := c.Check(); err == nil {
+		t.Fatal("Check missed a step receiving less than the previous one passed on")
 	}
 }
 

@@ -199,3 +199,53 @@ func TestPrepareManifestRoundTrip(t *testing.T) {
 		t.Errorf("unknown field: %v", err)
 	}
 }
+
+// TestTokenCacheEncodings: every token width and block codec reads back
+// the same documents; a uint16 cache refuses an id that does not fit.
+func TestTokenCacheEncodings(t *testing.T) {
+	ctx := context.Background()
+	docs := makeDocs(120, 3)
+	for _, width := range []int{2, 4} {
+		for _, codec := range []string{CodecS2, CodecZstd} {
+			path := filepath.Join(t.TempDir(), "c.tc")
+			cw, err := CreateCache(ctx, path, CacheHeader{Source: "web", TokenBytes: width, Codec: codec})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cw.blockTokens = 2000
+			for _, d := range docs {
+				if err := cw.Add(d.id, d.tokens); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := cw.Close(); err != nil {
+				t.Fatal(err)
+			}
+			c, err := OpenCache(ctx, path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h := c.Header(); h.TokenBytes != width || h.Codec != codec {
+				t.Fatalf("header %+v", h)
+			}
+			err = c.ForEach(func(i int, e CacheEntry, toks []uint32) error {
+				if !reflect.DeepEqual(append([]uint32{}, toks...), append([]uint32{}, docs[i].tokens...)) {
+					return fmt.Errorf("width %d codec %s: doc %d differs", width, codec, i)
+				}
+				return nil
+			})
+			c.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cw, err := CreateCache(ctx, filepath.Join(t.TempDir(), "c.tc"), CacheHeader{TokenBytes: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cw.Abort()
+	if err := cw.Add("big", []uint32{1, 70000}); err == nil || !strings.Contains(err.Error(), "70000") {
+		t.Fatalf("uint16 cache took id 70000: %v", err)
+	}
+}

@@ -147,6 +147,74 @@ func localList(pattern string) ([]FileInfo, error) {
 		root = "."
 	}
 	var out []FileInfo
+	if err := walkFiles(root, map[string]bool{}, func(p string, st fs.FileInfo) error {
+		ok, err := matchGlob(slashed, filepath.ToSlash(p))
+		if err != nil || !ok {
+			return err
+		}
+		out = append(out, localInfo(p, st))
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("list %s: %w", pattern, err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out, nil
+}
+
+// walkFiles calls fn for every regular file under root (temp files
+// skipped), following symbolic links: a linked file is reported under its
+// link's path with its target's size and time (so a change behind the link
+// is seen), and a linked directory is walked like a real one. seen holds
+// the real paths of directories walked, so a link cycle ends.
+func walkFiles(root string, seen map[string]bool, fn func(p string, st fs.FileInfo) error) error {
+	if real, err := filepath.EvalSymlinks(root); err == nil {
+		if seen[real] {
+			return nil
+		}
+		seen[real] = true
+	}
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && p == root {
+				return filepath.SkipAll
+			}
+			return err
+		}
+		if d.IsDir() {
+			if p != root {
+				if real, err := filepath.EvalSymlinks(p); err == nil {
+					seen[real] = true
+				}
+			}
+			return nil
+		}
+		if isTemp(d.Name()) {
+			return nil
+		}
+		var st fs.FileInfo
+		if d.Type()&fs.ModeSymlink != 0 {
+			st, err = os.Stat(p) // the target
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // a dangling link names no file
+			}
+			if err != nil {
+				return err
+			}
+			if st.IsDir() {
+				return walkFiles(p+string(filepath.Separator), seen, fn)
+			}
+		} else if st, err = d.Info(); err != nil {
+			return err
+		}
+		if !st.Mode().IsRegular() {
+			return nil
+		}
+		return fn(filepath.Clean(p), st)
+	})
+}
+
+func localRemoveTemp(root string) (int, error) {
+	n := 0
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) && p == root {
@@ -154,25 +222,18 @@ func localList(pattern string) ([]FileInfo, error) {
 			}
 			return err
 		}
-		if d.IsDir() || isTemp(d.Name()) {
-			return nil
+		if !d.IsDir() && isTemp(d.Name()) {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			n++
 		}
-		ok, err := matchGlob(slashed, filepath.ToSlash(p))
-		if err != nil || !ok {
-			return err
-		}
-		st, err := d.Info()
-		if err != nil {
-			return err
-		}
-		out = append(out, localInfo(p, st))
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", pattern, err)
+		return n, fmt.Errorf("remove temp files under %s: %w", root, err)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
-	return out, nil
+	return n, nil
 }
 
 // isTemp reports whether name is an in-progress atomic write (".x.tmp-123").

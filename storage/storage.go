@@ -120,6 +120,17 @@ func List(ctx context.Context, pattern string) ([]FileInfo, error) {
 	return localList(pattern)
 }
 
+// RemoveTemp deletes the in-progress atomic writes (temp files) that a
+// killed process left anywhere under root, and returns how many. gs://
+// writes are single objects that appear only when complete, so there is
+// nothing to remove there.
+func RemoveTemp(ctx context.Context, root string) (int, error) {
+	if IsGCS(root) {
+		return 0, nil
+	}
+	return localRemoveTemp(root)
+}
+
 // Remove deletes p; a missing file is not an error.
 func Remove(ctx context.Context, p string) error {
 	if IsGCS(p) {

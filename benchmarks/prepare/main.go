@@ -30,6 +30,7 @@ import (
 	_ "github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/x/beamx"
 
+	democorpus "longctx/corpus"
 	"longctx/pipelines"
 	"longctx/storage"
 )
@@ -118,7 +119,7 @@ func ensureCorpus(ctx context.Context) int64 {
 	for seed := uint64(1); total < int64(*mb)*1e6; seed++ {
 		dir := filepath.Join(*corpus, fmt.Sprintf("scale-%d-seed-%04d", *scale, seed))
 		if _, err := os.Stat(filepath.Join(dir, "done")); err != nil {
-			files, err := pipelines.GenerateCorpus(ctx, dir, seed, *scale)
+			files, err := democorpus.GenerateCorpus(ctx, dir, seed, *scale)
 			if err != nil {
 				fatal(err)
 			}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"longctx/config"
+	"longctx/corpus"
 	"longctx/mixture"
 	"longctx/pipelines"
 	"longctx/recipe"
@@ -92,7 +93,7 @@ type demo struct {
 	log   io.Writer
 	stage int
 
-	corpus   []pipelines.DemoFile
+	corpus   []corpus.DemoFile
 	prepare  *shards.PrepareManifest
 	plan     rope.PlanResult
 	newBase  float64
@@ -246,8 +247,8 @@ func (d *demo) point(ctx context.Context, env recipe.Env, p recipe.Point) error 
 // corpusMarker records what generated a corpus directory, so a rerun keeps
 // the files (and their etags) and prepare and every finished point are reused.
 type corpusMarker struct {
-	Key   string               `json:"key"`
-	Files []pipelines.DemoFile `json:"files"`
+	Key   string            `json:"key"`
+	Files []corpus.DemoFile `json:"files"`
 }
 
 // generateCorpus writes the sample corpus and the GSM8k-format splits, or
@@ -274,7 +275,7 @@ func (d *demo) generateCorpus(ctx context.Context) error {
 		return nil
 	}
 	var err error
-	if d.corpus, err = pipelines.GenerateDemo(ctx, c.Corpus, c.Seed); err != nil {
+	if d.corpus, err = corpus.GenerateDemo(ctx, c.Corpus, c.Seed); err != nil {
 		return err
 	}
 	if err := d.gsm8kCorpus(ctx, train); err != nil {
@@ -293,20 +294,20 @@ func (d *demo) generateCorpus(ctx context.Context) error {
 func (d *demo) gsm8kCorpus(ctx context.Context, train []eval.GSM8kExample) error {
 	c := d.cfg
 	docs := eval.GSM8kDocuments(train, max(1, len(train)/10))
-	rows := make([]pipelines.FineMathRow, len(docs))
+	rows := make([]corpus.FineMathRow, len(docs))
 	for i := range docs {
 		url, warc, off, text := fmt.Sprintf("https://example.org/gsm8k-format/%d", i), "demo-gsm8k-format.warc.gz", int32(i), docs[i].Text
-		rows[i] = pipelines.FineMathRow{URL: &url, WarcFilename: &warc, WarcRecordOffset: &off, Text: &text}
+		rows[i] = corpus.FineMathRow{URL: &url, WarcFilename: &warc, WarcRecordOffset: &off, Text: &text}
 	}
 	var buf bytes.Buffer
-	if err := pipelines.WriteParquet(&buf, rows, 64); err != nil {
+	if err := corpus.WriteParquet(&buf, rows, 64); err != nil {
 		return err
 	}
 	rel := "finemath/finemath-4plus/train-gsm8k-format.parquet"
 	if err := storage.WriteFile(ctx, filepath.Join(c.Corpus, rel), buf.Bytes()); err != nil {
 		return err
 	}
-	d.corpus = append(d.corpus, pipelines.DemoFile{Path: rel, Format: "finemath", Records: len(rows), Bytes: buf.Len()})
+	d.corpus = append(d.corpus, corpus.DemoFile{Path: rel, Format: "finemath", Records: len(rows), Bytes: buf.Len()})
 	return nil
 }
 
@@ -320,7 +321,7 @@ func (d *demo) evalData(ctx context.Context) (eval.SuiteConfig, error) {
 	// Held-out books: the same generator with another seed, so no document
 	// was trained on.
 	held := filepath.Join(dir, "heldout")
-	files, err := pipelines.GenerateDemo(ctx, held, c.Seed+1000)
+	files, err := corpus.GenerateDemo(ctx, held, c.Seed+1000)
 	if err != nil {
 		return ev, err
 	}

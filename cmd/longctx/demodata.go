@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"longctx/pipelines"
+	"longctx/corpus"
 )
 
 func init() {
@@ -21,7 +21,7 @@ func runDemoData(args []string) error {
 	if *out == "" {
 		return usagef("--out is required")
 	}
-	files, err := pipelines.GenerateDemo(context.Background(), *out, *seed)
+	files, err := corpus.GenerateDemo(context.Background(), *out, *seed)
 	if err != nil {
 		return err
 	}

@@ -20,7 +20,6 @@ import (
 	_ "github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
 	_ "github.com/apache/beam/sdks/v2/go/pkg/beam/runners/spark"
 	_ "github.com/apache/beam/sdks/v2/go/pkg/beam/runners/universal"
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/x/beamx"
 
 	"longctx/config"
 	"longctx/pipelines"
@@ -113,10 +112,10 @@ func runPrepare(args []string) error {
 		len(plan.Tasks), float64(plan.InputBytes)/1e6, len(cfg.Sources), runner, cfg.Output)
 	start := time.Now()
 	stop := plan.StartProgress()
-	_, err = beamx.RunWithMetrics(ctx, plan.Pipeline)
+	err = plan.Run(ctx) // one line naming the file and cause; the full error in the debug log
 	stop()
 	if err != nil {
-		return fmt.Errorf("pipeline: %w", err)
+		return fmt.Errorf("prepare: %w", err)
 	}
 	if dryRun {
 		fmt.Fprintln(os.Stderr, "prepare: dry run, nothing written")

@@ -1,8 +1,14 @@
-package pipelines
+// Package corpus writes sample corpora in the five real source layouts
+// (Dolma books, The Stack, FineWeb-Edu, DCLM, FineMath): the demo corpus,
+// the benchmark corpora and test files. It is data, not a pipeline: the
+// readers in pipelines never use it.
+package corpus
 
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -82,14 +88,14 @@ func GenerateCorpus(ctx context.Context, dir string, seed uint64, scale int) ([]
 			code := g.code(lang, lines)
 			name := fmt.Sprintf("%s-%d", lang, i)
 			ext := map[string]string{"go": "go", "python": "py"}[lang]
-			rows = append(rows, StackRow{Hexsha: ptrTo(derivedID("demo", name)[:40/2] + derivedID(name)[:20]),
+			rows = append(rows, StackRow{Hexsha: ptrTo(hashID("demo", name)[:40/2] + hashID(name)[:20]),
 				Size: ptrTo(int64(len(code))), Ext: ptrTo(ext), Lang: ptrTo(map[string]string{"go": "Go", "python": "Python"}[lang]),
 				MaxStarsRepoPath: ptrTo(fmt.Sprintf("pkg/mod%d/file%d.%s", i%3, i, ext)), MaxStarsRepoName: ptrTo("demo/" + lang + "-project"),
-				MaxStarsRepoHeadHexsha: ptrTo(derivedID("head", lang)[:40/2]), MaxStarsRepoLicenses: []string{"MIT"},
+				MaxStarsRepoHeadHexsha: ptrTo(hashID("head", lang)[:40/2]), MaxStarsRepoLicenses: []string{"MIT"},
 				MaxStarsCount: ptrTo(int64(10 * i)), Content: &code,
 				AvgLineLength: ptrTo(float64(len(code)) / float64(lines)), MaxLineLength: ptrTo(int64(100)), AlphanumFraction: ptrTo(0.7)})
 		}
-		rows = append(rows, StackRow{Hexsha: ptrTo(derivedID("null", lang)[:20]), Lang: ptrTo(lang)}) // content null
+		rows = append(rows, StackRow{Hexsha: ptrTo(hashID("null", lang)[:20]), Lang: ptrTo(lang)}) // content null
 		b.Reset()
 		if err := WriteParquet(&b, rows, 3); err != nil {
 			return nil, err
@@ -108,7 +114,7 @@ func GenerateCorpus(ctx context.Context, dir string, seed uint64, scale int) ([]
 			if part == 1 && i == 5 {
 				text += " Caf\xe9 au lait \xff\xfe costs more."
 			}
-			id := fmt.Sprintf("<urn:uuid:%s>", derivedID("fwe", fmt.Sprint(part, i)))
+			id := fmt.Sprintf("<urn:uuid:%s>", hashID("fwe", fmt.Sprint(part, i)))
 			rows = append(rows, FineWebEduRow{Text: ptrTo(text), ID: &id, Dump: ptrTo("CC-MAIN-2024-10"),
 				URL: ptrTo(fmt.Sprintf("https://learn.example.org/%d/%d", part, i)), Date: nil,
 				FilePath: ptrTo("s3://commoncrawl/crawl-data/CC-MAIN-2024-10/segments/x.warc.gz"), Language: ptrTo("en"),
@@ -136,7 +142,7 @@ func GenerateCorpus(ctx context.Context, dir string, seed uint64, scale int) ([]
 			"language_id_whole_page_fasttext":                                 map[string]any{"en": 0.98},
 			"fasttext_openhermes_reddit_eli5_vs_rw_v2_bigram_200k_train_prob": 0.2,
 			"metadata": map[string]any{"WARC-Type": "response", "WARC-Date": "2023-01-27T10:00:00Z",
-				"WARC-Record-ID": fmt.Sprintf("<urn:uuid:%s>", derivedID("dclm", fmt.Sprint(i))), "WARC-Target-URI": fmt.Sprintf("https://www.example.com/post/%d", i)}})
+				"WARC-Record-ID": fmt.Sprintf("<urn:uuid:%s>", hashID("dclm", fmt.Sprint(i))), "WARC-Target-URI": fmt.Sprintf("https://www.example.com/post/%d", i)}})
 	}
 	for shard := 0; shard < 2; shard++ {
 		var frames [][][]byte
@@ -380,4 +386,18 @@ func (g *demoGen) mathPage(k int) string {
 	}
 	s.WriteString("Tip: write down every step; check units at the end. $\\frac{a}{b} \\cdot b = a$.\n")
 	return s.String()
+}
+
+// hashID makes a stable id from fields (hex SHA-256 of the fields joined by
+// NUL, 128 bits): the same rule the readers use for derived ids, so demo ids
+// look like real derived ones.
+func hashID(fields ...string) string {
+	h := sha256.New()
+	for i, f := range fields {
+		if i > 0 {
+			h.Write([]byte{0})
+		}
+		h.Write([]byte(f))
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }

@@ -1,4 +1,4 @@
-package pipelines
+package corpus
 
 import (
 	"encoding/json"
