@@ -17,13 +17,13 @@ import (
 	"path/filepath"
 
 	"longctx/config"
+	"longctx/eval"
 	"longctx/mixture"
 	"longctx/pipelines"
 	"longctx/shards"
 	"longctx/storage"
 	"longctx/tokenizer"
 	"longctx/trainer"
-	"longctx/trainer/eval"
 )
 
 // Env is what every point of a run shares.

@@ -8,12 +8,12 @@ import (
 	"strings"
 	"testing"
 
+	"longctx/eval"
 	"longctx/mixture"
 	"longctx/pipelines"
 	"longctx/shards"
 	"longctx/storage"
 	"longctx/trainer"
-	"longctx/trainer/eval"
 )
 
 const testTokenizer = "../tokenizer/testdata/tokenizer.json"

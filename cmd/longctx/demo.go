@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"longctx/config"
+	"longctx/eval"
 	"longctx/mixture"
 	"longctx/pipelines"
 	"longctx/recipe"
@@ -23,7 +24,6 @@ import (
 	"longctx/shards"
 	"longctx/storage"
 	"longctx/trainer"
-	"longctx/trainer/eval"
 )
 
 // demoConfig is the whole recipe at toy scale: the sample corpus, prepare,

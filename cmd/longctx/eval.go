@@ -8,8 +8,8 @@ import (
 	"strings"
 
 	"longctx/config"
+	"longctx/eval"
 	"longctx/recipe"
-	"longctx/trainer/eval"
 )
 
 func init() {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"longctx/trainer/eval"
+	"longctx/eval"
 )
 
 func writeReport(t *testing.T, dir string, strict, flex, n int, loss float64) string {

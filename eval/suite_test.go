@@ -9,10 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"longctx/eval"
 	"longctx/shards"
 	"longctx/tokenizer"
 	"longctx/trainer"
-	"longctx/trainer/eval"
 )
 
 func byteModel(t *testing.T, dir string, seed uint64) {
@@ -176,7 +176,7 @@ func TestPPLFromTokenCache(t *testing.T) {
 	if !bytes.Contains(md, []byte("| 3 | 1 |")) {
 		t.Errorf("want 3 scored, 1 too short:\n%s", md)
 	}
-	tok, err := tokenizer.Load(filepath.Join("..", "..", "tokenizer", "testdata", "tokenizer.json"))
+	tok, err := tokenizer.Load(filepath.Join("..", "tokenizer", "testdata", "tokenizer.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"longctx/config"
+	"longctx/eval"
 	"longctx/trainer"
-	"longctx/trainer/eval"
 )
 
 // chanceAccuracy is the score of always answering the most frequent train
