@@ -177,15 +177,15 @@ func evalCompare(args []string) error {
 	if err != nil {
 		return usagef("%v", err)
 	}
-	bm, err := readMetrics(*base)
+	bm, bi, err := readReports(*base)
 	if err != nil {
 		return err
 	}
-	cm, err := readMetrics(*cand)
+	cm, ci, err := readReports(*cand)
 	if err != nil {
 		return err
 	}
-	cmps, err := eval.CompareMetrics(bm, cm, md, *sig)
+	cmps, err := eval.CompareWithItems(bm, cm, bi, ci, md, *sig)
 	if err != nil {
 		return err
 	}
@@ -193,7 +193,7 @@ func evalCompare(args []string) error {
 	for _, c := range cmps {
 		fmt.Println(c.String())
 		if c.Fail {
-			failed = append(failed, fmt.Sprintf("%s dropped %.3g (allowed %.3g)", c.Metric, c.Drop, c.Limit))
+			failed = append(failed, fmt.Sprintf("%s dropped %.3g (95%% CI %.3g..%.3g, allowed %.3g)", c.Metric, c.Drop, c.DropLo, c.DropHi, c.Limit))
 		}
 	}
 	if len(failed) > 0 {
@@ -206,20 +206,26 @@ func evalCompare(args []string) error {
 // readMetrics reads one report, or every *.json report in a directory
 // (skipping selection.json), merged.
 func readMetrics(path string) (map[string]eval.Metric, error) {
+	m, _, err := readReports(path)
+	return m, err
+}
+
+// readReports is readMetrics with the reports' per-item scores.
+func readReports(path string) (map[string]eval.Metric, map[string]eval.Items, error) {
 	st, err := os.Stat(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !st.IsDir() {
 		r, err := eval.ReadReport(path)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return r.Metrics, nil
+		return r.Metrics, r.Items, nil
 	}
 	files, err := filepath.Glob(filepath.Join(path, "*.json"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var reps []*eval.Report
 	for _, f := range files {
@@ -228,14 +234,15 @@ func readMetrics(path string) (map[string]eval.Metric, error) {
 		}
 		r, err := eval.ReadReport(f)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		reps = append(reps, r)
 	}
 	if len(reps) == 0 {
-		return nil, fmt.Errorf("%s: no reports (*.json)", path)
+		return nil, nil, fmt.Errorf("%s: no reports (*.json)", path)
 	}
-	return eval.MergeMetrics(reps...)
+	m, err := eval.MergeMetrics(reps...)
+	return m, eval.MergeItems(reps...), err
 }
 
 // selectConfig is the file `eval select` reads.
