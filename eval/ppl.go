@@ -110,8 +110,8 @@ type PPLResult struct {
 	// index in the input, for paired comparisons over documents.
 	DocLosses [][]float32
 	DocIndex  []int
-	Scored  int
-	Skipped int // shorter than MinTokens
+	Scored    int
+	Skipped   int // shorter than MinTokens
 }
 
 // RunPPL scores each tokenised document. docs are token ids; each is
