@@ -203,7 +203,10 @@ func TestGenerateGSM8kFormatDeterministicAndCorrect(t *testing.T) {
 			t.Fatalf("problem %d: gold %q", i, GSM8kGold(ex.Answer))
 		}
 	}
-	train, test := GenerateGSM8kSplits(7, 300, 100)
+	train, test, err := GenerateGSM8kSplits(7, 300, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
 	seen := map[string]bool{}
 	for _, ex := range train {
 		seen[ex.Question] = true
@@ -215,5 +218,12 @@ func TestGenerateGSM8kFormatDeterministicAndCorrect(t *testing.T) {
 	}
 	if len(test) != 100 {
 		t.Fatalf("got %d test problems", len(test))
+	}
+}
+
+func TestGenerateSplitsTooSmallRangeIsAnError(t *testing.T) {
+	g := GSM8kGen{Seed: 1, MaxOperand: 1, Steps: 1}
+	if _, _, err := g.GenerateSplits(50, 50); err == nil || !strings.Contains(err.Error(), "range too small") {
+		t.Fatalf("err %v", err)
 	}
 }

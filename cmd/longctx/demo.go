@@ -254,7 +254,10 @@ type corpusMarker struct {
 // keeps a corpus generated earlier with the same settings.
 func (d *demo) generateCorpus(ctx context.Context) error {
 	c := d.cfg
-	train, test := eval.GenerateGSM8kSplits(c.Seed, c.GSM8kTrain, c.GSM8kTest)
+	train, test, err := eval.GenerateGSM8kSplits(c.Seed, c.GSM8kTrain, c.GSM8kTest)
+	if err != nil {
+		return err
+	}
 	dir := filepath.Join(c.Out, "eval-data")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -273,7 +276,6 @@ func (d *demo) generateCorpus(ctx context.Context) error {
 		fmt.Fprintf(d.log, "  corpus generated earlier with %s: kept\n", key)
 		return nil
 	}
-	var err error
 	if d.corpus, err = pipelines.GenerateDemo(ctx, c.Corpus, c.Seed); err != nil {
 		return err
 	}

@@ -343,7 +343,10 @@ func evalGen(args []string) error {
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
 	}
-	train, test := g.GenerateSplits(*nTrain, *nTest)
+	train, test, err := g.GenerateSplits(*nTrain, *nTest)
+	if err != nil {
+		return err
+	}
 	if err := eval.WriteGSM8kJSONL(filepath.Join(*out, "train.jsonl"), train); err != nil {
 		return err
 	}
