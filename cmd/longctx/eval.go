@@ -10,6 +10,7 @@ import (
 	"longctx/config"
 	"longctx/eval"
 	"longctx/recipe"
+	"longctx/trainer"
 )
 
 func init() {
@@ -248,6 +249,7 @@ func readReports(path string) (map[string]eval.Metric, map[string]eval.Items, er
 // selectConfig is the file `eval select` reads.
 type selectConfig struct {
 	Checkpoints []string          `yaml:"checkpoints" help:"report directories, one per checkpoint (from eval suite or the single evals)"`
+	Evals       []string          `yaml:"evals" help:"in-training evals (TRAIN_OUT/evals.jsonl): every step evaluated is a candidate named RUN@STEP"`
 	Out         string            `yaml:"out" help:"directory for selection.md and selection.json"`
 	Select      eval.SelectConfig `yaml:"select"`
 }
@@ -265,8 +267,8 @@ func evalSelect(args []string) error {
 	if err := config.Load(*path, &cfg); err != nil {
 		return err
 	}
-	if len(cfg.Checkpoints) == 0 || cfg.Out == "" {
-		return fmt.Errorf("config %s: checkpoints and out are required", *path)
+	if len(cfg.Checkpoints)+len(cfg.Evals) == 0 || cfg.Out == "" {
+		return fmt.Errorf("config %s: checkpoints or evals, and out are required", *path)
 	}
 	var cands []eval.Candidate
 	for _, dir := range cfg.Checkpoints {
@@ -275,6 +277,19 @@ func evalSelect(args []string) error {
 			return err
 		}
 		cands = append(cands, eval.Candidate{Name: eval.CheckpointName(dir), Metrics: m})
+	}
+	for _, f := range cfg.Evals {
+		pts, err := trainer.ReadEvalPoints(f)
+		if err != nil {
+			return err
+		}
+		if len(pts) == 0 {
+			return fmt.Errorf("%s: no eval points", f)
+		}
+		run := eval.CheckpointName(filepath.Dir(f))
+		for _, p := range pts {
+			cands = append(cands, eval.Candidate{Name: fmt.Sprintf("%s@%d", run, p.Step), Metrics: p.Metrics})
+		}
 	}
 	ranked, err := eval.Rank(cands, cfg.Select)
 	if err != nil {
