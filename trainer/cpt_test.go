@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -260,5 +261,43 @@ func TestTrainEvalsStopOnRegression(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
+	}
+}
+
+// TestTrainConfigsLoad checks every configs/train file decodes strictly and
+// validates, and that the 135M CPT config plans 304,202 from the released
+// config.json.
+func TestTrainConfigsLoad(t *testing.T) {
+	paths, _ := filepath.Glob("../configs/train/*.yaml")
+	if len(paths) < 5 {
+		t.Fatalf("found %d train configs", len(paths))
+	}
+	for _, p := range paths {
+		cfg := DefaultTrainConfig()
+		if err := config.Load(p, &cfg); err != nil {
+			t.Errorf("%s: %v", p, err)
+			continue
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+	cfg := DefaultTrainConfig()
+	if err := config.Load("../configs/train/smollm2-135m-cpt-16k.yaml", &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cj, err := os.ReadFile("../rope/testdata/smollm2-135m.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc, err := ParseHFConfig(cj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := applyRopePlan(cfg.Rope, &mc, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(mc.RopeTheta-304201.7) > 0.1 || mc.MaxPositionEmbeddings != 16384 {
+		t.Errorf("planned base %.1f at %d, want 304201.7 at 16384", mc.RopeTheta, mc.MaxPositionEmbeddings)
 	}
 }
