@@ -431,24 +431,10 @@ func (r *run) step() (StepMetrics, error) {
 		count += hb.Tokens
 	}
 	lr := cfg.Optimizer.LRAt(r.st.Step, cfg.Steps)
-	t := float64(step)
-	args := make([]any, 0, 4*n+4)
-	for _, x := range append(append(append([]*tensors.Tensor(nil), r.params...), r.mom...), acc...) {
-		args = append(args, x)
-	}
-	args = append(args, tensors.FromScalar(float32(lr)),
-		tensors.FromScalar(float32(1-math.Pow(cfg.Optimizer.Beta1, t))), tensors.FromScalar(float32(1-math.Pow(cfg.Optimizer.Beta2, t))),
-		tensors.FromScalar(float32(max(count, 1))))
-	out, err := r.update.Exec(args...)
+	gnorm, err := r.applyUpdate(step, lr, acc, count)
 	if err != nil {
-		return StepMetrics{}, fmt.Errorf("step %d: update: %w", step, err)
+		return StepMetrics{}, err
 	}
-	for _, x := range append(append(r.params, r.mom...), acc...) {
-		x.FinalizeAll()
-	}
-	r.params, r.mom = out[:n], out[n:3*n]
-	gnorm := float64(tensors.MustCopyFlatData[float32](out[3*n])[0])
-	out[3*n].FinalizeAll()
 	lossAvg := lossSum / float64(max(count, 1))
 	if math.IsNaN(lossAvg) || math.IsInf(lossAvg, 0) || math.IsNaN(gnorm) || math.IsInf(gnorm, 0) {
 		return StepMetrics{}, fmt.Errorf("step %d: non-finite loss %v or gradient norm %v (lr %.3g); stopped, the last checkpoint is intact", step, lossAvg, gnorm, lr)
@@ -469,6 +455,31 @@ func (r *run) step() (StepMetrics, error) {
 		m.MFU = m.TokensPerS * r.flopsPerToken / (cfg.PeakTFLOPS * 1e12)
 	}
 	return m, nil
+}
+
+// applyUpdate runs AdamW on the accumulated gradients (summed over count
+// target tokens), replaces the parameters and moments, and returns the
+// gradient norm.
+func (r *run) applyUpdate(step int, lr float64, acc []*tensors.Tensor, count int) (float64, error) {
+	n, t := r.n, float64(step)
+	args := make([]any, 0, 4*n+4)
+	for _, x := range append(append(append([]*tensors.Tensor(nil), r.params...), r.mom...), acc...) {
+		args = append(args, x)
+	}
+	args = append(args, tensors.FromScalar(float32(lr)),
+		tensors.FromScalar(float32(1-math.Pow(r.cfg.Optimizer.Beta1, t))), tensors.FromScalar(float32(1-math.Pow(r.cfg.Optimizer.Beta2, t))),
+		tensors.FromScalar(float32(max(count, 1))))
+	out, err := r.update.Exec(args...)
+	if err != nil {
+		return 0, fmt.Errorf("step %d: update: %w", step, err)
+	}
+	for _, x := range append(append(r.params, r.mom...), acc...) {
+		x.FinalizeAll()
+	}
+	r.params, r.mom = out[:n], out[n:3*n]
+	gnorm := float64(tensors.MustCopyFlatData[float32](out[3*n])[0])
+	out[3*n].FinalizeAll()
+	return gnorm, nil
 }
 
 // batch reads one micro-batch and checks its tokens against the vocabulary.
