@@ -41,6 +41,13 @@ func Load(path string, dst any) error {
 
 // Decode is Load on bytes.
 func Decode(data []byte, dst any) error {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return err
+	}
+	if err := checkIntegers(&root, reflect.TypeOf(dst), ""); err != nil {
+		return err
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(dst); err != nil {
@@ -54,6 +61,100 @@ func Decode(data []byte, dst any) error {
 		return err
 	}
 	return nil
+}
+
+// checkIntegers rejects a non-integer number (`steps: 1.5`) given for an
+// integer field: yaml.v3 would truncate it silently.
+func checkIntegers(n *yaml.Node, t reflect.Type, key string) error {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil || n == nil {
+		return nil
+	}
+	switch n.Kind {
+	case yaml.DocumentNode, yaml.AliasNode:
+		for _, c := range n.Content {
+			if err := checkIntegers(c, t, key); err != nil {
+				return err
+			}
+		}
+		if n.Kind == yaml.AliasNode {
+			return checkIntegers(n.Alias, t, key)
+		}
+		return nil
+	case yaml.ScalarNode:
+		switch t.Kind() {
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			if t == reflect.TypeOf(time.Duration(0)) {
+				return nil
+			}
+			if n.ShortTag() == "!!float" {
+				return fmt.Errorf("line %d: %s: %s is not an integer", n.Line, key, n.Value)
+			}
+		}
+		return nil
+	case yaml.SequenceNode:
+		if t.Kind() != reflect.Slice && t.Kind() != reflect.Array {
+			return nil
+		}
+		for _, c := range n.Content {
+			if err := checkIntegers(c, t.Elem(), key); err != nil {
+				return err
+			}
+		}
+		return nil
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			name := k.Value
+			if key != "" {
+				name = key + "." + k.Value
+			}
+			switch t.Kind() {
+			case reflect.Map:
+				if err := checkIntegers(v, t.Elem(), name); err != nil {
+					return err
+				}
+			case reflect.Struct:
+				if ft, ok := fieldType(t, k.Value); ok {
+					if err := checkIntegers(v, ft, name); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// fieldType finds the struct field a YAML key decodes into (inline
+// structs included).
+func fieldType(t reflect.Type, key string) (reflect.Type, bool) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if strings.Contains(opts, "inline") {
+			ft := f.Type
+			for ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				if r, ok := fieldType(ft, key); ok {
+					return r, true
+				}
+			}
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		if name == key {
+			return f.Type, true
+		}
+	}
+	return nil, false
 }
 
 // Hash returns a stable hex SHA-256 of the config's canonical YAML encoding;

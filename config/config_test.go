@@ -34,6 +34,9 @@ func TestDecodeErrorsNameKeyAndLine(t *testing.T) {
 		{"unknown key", "name: x\nbogus: 3\n", "line 2: field bogus not found"},
 		{"nested unknown", "train:\n  steps: 3\n  lrr: 1\n", "line 3: field lrr not found"},
 		{"wrong type", "seed: 1\ntrain:\n  steps: many\n", "line 3: cannot unmarshal !!str `many` into int"},
+		{"fractional int", "train:\n  steps: 1.5\n", "line 2: train.steps: 1.5 is not an integer"},
+		{"fractional uint", "seed: 2.0\n", "line 1: seed: 2.0 is not an integer"},
+		{"fractional in list", "lens: [1, 2.5]\n", "line 1: lens: 2.5 is not an integer"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

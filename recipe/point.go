@@ -17,13 +17,13 @@ import (
 	"path/filepath"
 
 	"longctx/config"
+	"longctx/eval"
 	"longctx/mixture"
 	"longctx/pipelines"
 	"longctx/shards"
 	"longctx/storage"
 	"longctx/tokenizer"
 	"longctx/trainer"
-	"longctx/trainer/eval"
 )
 
 // Env is what every point of a run shares.
@@ -154,6 +154,7 @@ func RunPoint(ctx context.Context, env Env, p Point, dir string) (PointResult, e
 	// Resume only checkpoints this very point started (same hash); anything
 	// else under train/ is from other settings and is cleared.
 	started := filepath.Join(dir, "started")
+	tc.Force = true // train/ holds at most this point's own interrupted attempt
 	if b, err := os.ReadFile(started); err == nil && string(b) == hash {
 		if _, err := os.Stat(filepath.Join(tc.Out, "checkpoints")); err == nil {
 			tc.Resume = true
@@ -164,6 +165,14 @@ func RunPoint(ctx context.Context, env Env, p Point, dir string) (PointResult, e
 		}
 		if err := storage.WriteFile(ctx, started, []byte(hash)); err != nil {
 			return PointResult{}, err
+		}
+	}
+	if tc.Eval.Every > 0 && tc.Eval.Suite == "" {
+		// In-training evals default to the point's own suite and tokenizer.
+		suite := p.Eval
+		tc.Eval.SuiteConfig = &suite
+		if tc.Eval.Tokenizer == "" {
+			tc.Eval.Tokenizer = env.Tokenizer
 		}
 	}
 	src, err := trainer.OpenShardSource(ctx, shardDir, tc.Seed, tc.SeqLen)

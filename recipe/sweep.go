@@ -13,10 +13,10 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 
+	"longctx/eval"
 	"longctx/mixture"
 	"longctx/storage"
 	"longctx/trainer"
-	"longctx/trainer/eval"
 )
 
 // SweepConfig is `longctx sweep`'s configuration: one mixture with several

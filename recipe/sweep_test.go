@@ -9,12 +9,12 @@ import (
 	"testing"
 
 	"longctx/corpus"
+	"longctx/eval"
 	"longctx/mixture"
 	"longctx/pipelines"
 	"longctx/shards"
 	"longctx/storage"
 	"longctx/trainer"
-	"longctx/trainer/eval"
 )
 
 const testTokenizer = "../tokenizer/testdata/tokenizer.json"
@@ -66,7 +66,10 @@ func tinySweep(t *testing.T, dir, prepare string) SweepConfig {
 	os.WriteFile(model, []byte("vocab_size: 8192\nhidden_size: 32\nintermediate_size: 64\nnum_hidden_layers: 1\n"+
 		"num_attention_heads: 2\nnum_key_value_heads: 1\nrope_theta: 10000\nmax_position_embeddings: 256\n"+
 		"rms_norm_eps: 1.0e-5\ntie_word_embeddings: true\ninitializer_range: 0.02\nbos_token_id: 0\neos_token_id: 0\n"), 0o644)
-	train, test := eval.GenerateGSM8kSplits(3, 10, 4)
+	train, test, err := eval.GenerateGSM8kSplits(3, 10, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
 	eval.WriteGSM8kJSONL(filepath.Join(dir, "gsm-train.jsonl"), train)
 	eval.WriteGSM8kJSONL(filepath.Join(dir, "gsm-test.jsonl"), test)
 	doc := strings.Repeat("The river ran past the mill and the miller counted his sacks of flour. ", 20)

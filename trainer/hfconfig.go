@@ -110,7 +110,7 @@ func ParseHFConfig(data []byte) (ModelConfig, error) {
 	if raw.AttentionBias || raw.MLPBias {
 		return ModelConfig{}, fmt.Errorf("config.json: attention_bias/mlp_bias are not supported")
 	}
-	p, err := rope.ParseHFConfig(data)
+	p, err := rope.ParseHFConfig(withDefaultRopeTheta(data))
 	if err != nil {
 		return ModelConfig{}, fmt.Errorf("config.json: %w", err)
 	}
@@ -121,7 +121,13 @@ func ParseHFConfig(data []byte) (ModelConfig, error) {
 		VocabSize: raw.VocabSize, HiddenSize: raw.HiddenSize, IntermediateSize: raw.IntermediateSize,
 		NumHiddenLayers: raw.NumHiddenLayers, NumAttentionHeads: raw.NumAttentionHeads, NumKeyValueHeads: raw.NumKeyValueHeads,
 		HeadDim: raw.HeadDim, RopeTheta: p.Base, MaxPositionEmbeddings: p.MaxPositions, RMSNormEps: raw.RMSNormEps,
-		TieWordEmbeddings: true, InitializerRange: raw.InitializerRange,
+		InitializerRange: raw.InitializerRange,
+	}
+	// HF LlamaConfig defaults: tie_word_embeddings false, rms_norm_eps 1e-6,
+	// rope_theta 10000 (the rope package), bos 1, eos 2.
+	c.BOSTokenID, c.EOSTokenID = 1, 2
+	if c.RMSNormEps == 0 {
+		c.RMSNormEps = 1e-6
 	}
 	if c.NumKeyValueHeads == 0 {
 		c.NumKeyValueHeads = c.NumAttentionHeads
@@ -132,8 +138,15 @@ func ParseHFConfig(data []byte) (ModelConfig, error) {
 	if raw.BOSTokenID != nil {
 		c.BOSTokenID = *raw.BOSTokenID
 	}
-	if f, ok := raw.EOSTokenID.(float64); ok {
-		c.EOSTokenID = int(f)
+	switch e := raw.EOSTokenID.(type) {
+	case float64:
+		c.EOSTokenID = int(e)
+	case []any: // several end tokens: the first splits documents and ends generation
+		if len(e) > 0 {
+			if f, ok := e[0].(float64); ok {
+				c.EOSTokenID = int(f)
+			}
+		}
 	}
 	if p.ScalingType() != rope.TypeDefault {
 		if m, ok := p.HFFields()["rope_scaling"].(map[string]any); ok {
@@ -144,6 +157,27 @@ func ParseHFConfig(data []byte) (ModelConfig, error) {
 		return ModelConfig{}, fmt.Errorf("config.json: %w", err)
 	}
 	return c, nil
+}
+
+// withDefaultRopeTheta adds HF LlamaConfig's default rope_theta (10000)
+// to a config.json that has neither rope_theta nor rope_parameters.
+func withDefaultRopeTheta(data []byte) []byte {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(data, &m) != nil {
+		return data // the rope package reports the syntax error
+	}
+	if _, ok := m["rope_theta"]; ok {
+		return data
+	}
+	if _, ok := m["rope_parameters"]; ok {
+		return data
+	}
+	m["rope_theta"] = json.RawMessage("10000")
+	out, err := json.Marshal(m)
+	if err != nil {
+		return data
+	}
+	return out
 }
 
 // NewModel returns the model graph builder for sequences of seqLen tokens,

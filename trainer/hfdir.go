@@ -65,8 +65,18 @@ func LoadHF(dir string) (*Weights, error) {
 		w.Data = append(w.Data, t.Data)
 		delete(byName, s.Name)
 	}
-	if c.TieWordEmbeddings {
-		delete(byName, "lm_head.weight") // some tied checkpoints store a copy
+	if lm, ok := byName["lm_head.weight"]; ok && c.TieWordEmbeddings {
+		// Some tied checkpoints store a copy; it must be the embedding.
+		emb := w.Data[0]
+		if fmt.Sprint(lm.Shape) != fmt.Sprint(c.ParamSpecs()[0].Shape) {
+			return nil, fmt.Errorf("model %s: tensor lm_head.weight has shape %v, tied embeddings want %v", dir, lm.Shape, c.ParamSpecs()[0].Shape)
+		}
+		for i := range emb {
+			if emb[i] != lm.Data[i] {
+				return nil, fmt.Errorf("model %s: tensor lm_head.weight differs from model.embed_tokens.weight at %d (%g vs %g) though tie_word_embeddings is true", dir, i, lm.Data[i], emb[i])
+			}
+		}
+		delete(byName, "lm_head.weight")
 	}
 	for name := range byName {
 		if !isRotaryBuffer(name) {
@@ -74,6 +84,27 @@ func LoadHF(dir string) (*Weights, error) {
 		}
 	}
 	return w, nil
+}
+
+// DataEOS is the end-of-sequence id that splits flat token files: the
+// start checkpoint's (config.json) with init, else the model config's.
+func DataEOS(cfg TrainConfig) (uint32, error) {
+	if cfg.Init != "" {
+		cj, err := os.ReadFile(filepath.Join(cfg.Init, "config.json"))
+		if err != nil {
+			return 0, fmt.Errorf("model %s: %w", cfg.Init, err)
+		}
+		c, err := ParseHFConfig(cj)
+		if err != nil {
+			return 0, fmt.Errorf("model %s: %w", cfg.Init, err)
+		}
+		return uint32(c.EOSTokenID), nil
+	}
+	mc, err := LoadModelConfig(cfg.ModelConfig)
+	if err != nil {
+		return 0, err
+	}
+	return uint32(mc.EOSTokenID), nil
 }
 
 // isRotaryBuffer matches the inv_freq buffers old checkpoints saved.

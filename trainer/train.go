@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
@@ -33,6 +34,8 @@ type TrainConfig struct {
 	Steps     int    `yaml:"steps" help:"optimizer steps in total"`
 	Seed      uint64 `yaml:"seed" help:"seed of the random init"`
 
+	Rope      RopePlan        `yaml:"rope"`
+	Eval      EvalSchedule    `yaml:"eval"`
 	Optimizer OptimizerConfig `yaml:"optimizer"`
 	Documents Documents       `yaml:"documents"`
 
@@ -44,6 +47,7 @@ type TrainConfig struct {
 	CheckpointEvery int     `yaml:"checkpoint_every" help:"steps between checkpoints (0 = only at the end)"`
 	KeepCheckpoints int     `yaml:"keep_checkpoints" help:"checkpoints kept (older ones are deleted; 0 = all)"`
 	Resume          bool    `yaml:"resume" help:"continue from the latest checkpoint in out/checkpoints"`
+	Force           bool    `yaml:"force" help:"train into an out directory that holds a run, clearing its outputs"`
 	ExportDType     string  `yaml:"export_dtype" help:"dtype of the final HF export: F32, BF16 or F16"`
 	LogEvery        int     `yaml:"log_every" help:"steps between progress lines"`
 	Backend         string  `yaml:"backend" help:"GoMLX backend (default $GOMLX_BACKEND, else go:ops_sequential,creation_order)"`
@@ -71,6 +75,12 @@ func (c TrainConfig) Validate() error {
 		return fmt.Errorf("train config: out is required")
 	case c.Init == "" && c.ModelConfig == "":
 		return fmt.Errorf("train config: one of init or model_config is required")
+	}
+	if err := c.Rope.Validate(c); err != nil {
+		return err
+	}
+	if err := c.Eval.Validate(); err != nil {
+		return err
 	}
 	return c.Optimizer.Validate()
 }
@@ -101,6 +111,10 @@ type Result struct {
 	Plot        string   `json:"plot"`
 	ConfigHash  string   `json:"config_hash"`
 	Weights     *Weights `json:"-"`
+	// EvalSeconds is the time spent in in-training evals (EvalPoints of
+	// them), kept out of the throughput figures.
+	EvalSeconds float64 `json:"eval_seconds,omitempty"`
+	EvalPoints  int     `json:"eval_points,omitempty"`
 }
 
 // trainState is what a checkpoint holds besides the config.
@@ -124,323 +138,480 @@ type trainState struct {
 func resumeHash(c TrainConfig) string {
 	c.ModelConfig, c.Init, c.Data, c.Out, c.ExportDType = "", "", "", "", ""
 	c.Resume, c.Steps, c.LogEvery, c.CheckpointEvery, c.KeepCheckpoints, c.Backend, c.PeakTFLOPS = false, 0, 0, 0, 0, "", 0
+	c.Force, c.Eval = false, EvalSchedule{}
 	return config.Hash(c)
+}
+
+// run is one training run's state, shared by the pieces of the loop below
+// (setup, step, log, checkpoint, evals, export).
+type run struct {
+	cfg      TrainConfig
+	src      SequenceSource
+	progress io.Writer
+	backend  compute.Backend
+	ckDir    string
+
+	st      trainState
+	res     Result
+	mc      ModelConfig
+	srcConf []byte // the config.json the weights came from (kept in exports)
+	n       int    // parameter tensors
+	params  []*tensors.Tensor
+	mom     []*tensors.Tensor // m then v, ParamSpecs order
+
+	gradFirst, gradAcc, update *Exec  // update is nil when AdamW runs on the host
+	decay                      []bool // per parameter: AdamW applies weight decay
+
+	metrics       *os.File
+	history       []StepMetrics
+	flopsPerToken float64
+	seqTokens     int64 // sequence tokens per optimizer step
+	timed         time.Duration
+	timedSteps    int
+	evals         *trainEvals // nil without in-training evals
 }
 
 // Train runs continued pretraining on src and returns a summary. Progress
 // lines go to progress (nil for none). It writes checkpoints, metrics.jsonl,
-// loss.png, summary.json and the final HF export under cfg.Out.
+// loss.png, summary.json and the final HF export under cfg.Out, and with
+// cfg.Eval.Every the in-training evals (evals.jsonl, evals/, eval PNGs).
 func Train(ctx context.Context, cfg TrainConfig, src SequenceSource, progress io.Writer) (Result, error) {
+	start := time.Now()
+	r, err := newRun(cfg, src, progress)
+	if err != nil {
+		return Result{}, err
+	}
+	defer r.close()
+	if err := r.evalIfDue(true); err != nil {
+		return r.res, err
+	}
+	for r.st.Step < cfg.Steps {
+		if err := ctx.Err(); err != nil {
+			return r.res, err
+		}
+		m, err := r.step()
+		if err != nil {
+			return r.res, err
+		}
+		if err := r.log(m); err != nil {
+			return r.res, err
+		}
+		if cfg.CheckpointEvery > 0 && r.st.Step%cfg.CheckpointEvery == 0 && r.st.Step < cfg.Steps {
+			if err := r.checkpoint(); err != nil {
+				return r.res, fmt.Errorf("step %d: checkpoint: %w", r.st.Step, err)
+			}
+		}
+		if err := r.evalIfDue(false); err != nil {
+			return r.res, err
+		}
+	}
+	if err := r.checkpoint(); err != nil {
+		return r.res, fmt.Errorf("final checkpoint: %w", err)
+	}
+	return r.export(start)
+}
+
+// newRun validates cfg, guards the output directory, loads the start
+// weights (a checkpoint to resume, cfg.Init or a random init) and compiles
+// the three training graphs.
+func newRun(cfg TrainConfig, src SequenceSource, progress io.Writer) (*run, error) {
 	if progress == nil {
 		progress = io.Discard
 	}
 	if err := cfg.Validate(); err != nil {
-		return Result{}, err
+		return nil, err
+	}
+	if err := guardOut(cfg); err != nil {
+		return nil, err
 	}
 	backend, err := NewBackend(cfg.Backend)
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
-		return Result{}, err
+		return nil, err
 	}
-	ckDir := filepath.Join(cfg.Out, "checkpoints")
-	st := trainState{Seed: cfg.Seed, ConfigHash: resumeHash(cfg)}
-	var w *Weights
-	var moments [][]float32 // m then v, ParamSpecs order
+	r := &run{cfg: cfg, src: src, progress: progress, backend: backend, ckDir: filepath.Join(cfg.Out, "checkpoints")}
+	w, moments, err := r.startWeights()
+	if err != nil {
+		return nil, err
+	}
+	r.res = Result{ResumedFrom: r.st.Step, ConfigHash: r.st.ConfigHash, FirstLoss: r.st.FirstLoss}
+	r.mc, r.srcConf, r.n = w.Config, w.SourceConfig, len(w.Config.ParamSpecs())
+	r.params = w.Tensors()
+	r.mom = make([]*tensors.Tensor, 2*r.n)
+	specs, shapes := r.mc.ParamSpecs(), paramShapes(r.mc)
+	for i := range r.mom {
+		if moments != nil {
+			r.mom[i] = tensors.FromFlatDataAndDimensions(moments[i], specs[i%r.n].Shape...)
+		} else {
+			r.mom[i] = tensors.FromShape(shapes[i%r.n])
+		}
+	}
+	if err := r.compile(); err != nil {
+		r.close()
+		return nil, err
+	}
+	if err := r.openMetrics(); err != nil {
+		r.close()
+		return nil, err
+	}
+	r.flopsPerToken = r.mc.FlopsPerToken(cfg.SeqLen)
+	r.seqTokens = int64(cfg.BatchSize * cfg.GradAccum * cfg.SeqLen)
+	if cfg.Eval.Every > 0 {
+		if r.evals, err = newTrainEvals(r); err != nil {
+			r.close()
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// guardOut refuses to train into a directory that holds a run unless told
+// to resume it or to start over (--force clears the old run's outputs).
+func guardOut(cfg TrainConfig) error {
+	var found []string
+	for _, name := range runOutputs {
+		if _, err := os.Stat(filepath.Join(cfg.Out, name)); err == nil {
+			found = append(found, name)
+		}
+	}
+	switch {
+	case len(found) == 0 || cfg.Resume:
+		return nil
+	case !cfg.Force:
+		return fmt.Errorf("train: %s already holds a run (%s); pass --resume to continue it or --force to start over",
+			cfg.Out, strings.Join(found, ", "))
+	}
+	for _, name := range found {
+		if err := os.RemoveAll(filepath.Join(cfg.Out, name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runOutputs are what a run leaves in its out directory.
+var runOutputs = []string{"checkpoints", "final", "metrics.jsonl", "summary.json", "loss.png", "evals.jsonl", "evals"}
+
+// startWeights returns the latest checkpoint's weights and optimizer
+// moments when resuming one, else the initial weights (nil moments).
+func (r *run) startWeights() (*Weights, [][]float32, error) {
+	cfg := r.cfg
 	if cfg.Resume {
-		w, moments, st, err = loadLatestCheckpoint(ckDir)
+		w, moments, st, err := loadLatestCheckpoint(r.ckDir)
 		if err != nil {
-			return Result{}, err
+			return nil, nil, err
 		}
 		if w != nil {
 			if st.ConfigHash != resumeHash(cfg) {
-				return Result{}, fmt.Errorf("resume %s: checkpoint was written with different training settings", ckDir)
+				return nil, nil, fmt.Errorf("resume %s: checkpoint was written with different training settings", r.ckDir)
 			}
-			if err := src.Restore(st.SourceState); err != nil {
-				return Result{}, fmt.Errorf("resume %s: %w", ckDir, err)
+			if err := r.src.Restore(st.SourceState); err != nil {
+				return nil, nil, fmt.Errorf("resume %s: %w", r.ckDir, err)
 			}
-			fmt.Fprintf(progress, "resumed from %s at step %d\n", ckDir, st.Step)
+			r.st = st
+			fmt.Fprintf(r.progress, "resumed from %s at step %d\n", r.ckDir, st.Step)
+			return w, moments, nil
 		}
 	}
-	if w == nil {
-		st = trainState{Seed: cfg.Seed, ConfigHash: resumeHash(cfg)}
-		if w, err = initialWeights(cfg); err != nil {
-			return Result{}, err
-		}
-	}
-	res := Result{ResumedFrom: st.Step, ConfigHash: st.ConfigHash, FirstLoss: st.FirstLoss}
-	mc := w.Config
+	r.st = trainState{Seed: cfg.Seed, ConfigHash: resumeHash(cfg)}
+	w, err := initialWeights(cfg, r.progress)
+	return w, nil, err
+}
 
-	model, err := NewModel(mc, cfg.SeqLen)
+// compile builds the three graphs of a step: the gradient of the first
+// micro-batch, the gradient added to an accumulator for the others, and
+// the AdamW update (which also returns the gradient norm).
+func (r *run) compile() error {
+	model, err := NewModel(r.mc, r.cfg.SeqLen)
 	if err != nil {
-		return Result{}, err
+		return err
 	}
-	model.BlockSize, model.Recompute = cfg.AttentionBlock, cfg.Recompute
-	if cfg.ComputeDType == "bfloat16" {
+	model.BlockSize, model.Recompute = r.cfg.AttentionBlock, r.cfg.Recompute
+	if r.cfg.ComputeDType == "bfloat16" {
 		model.ComputeDType = dtypes.BFloat16
 	}
-	specs := mc.ParamSpecs()
-	n := len(specs)
+	n := r.n
 	decay := make([]bool, n)
-	for i, s := range specs {
-		decay[i] = s.Decay || (cfg.Optimizer.DecayNormsAndEmbeddings)
+	for i, s := range r.mc.ParamSpecs() {
+		decay[i] = s.Decay || r.cfg.Optimizer.DecayNormsAndEmbeddings
 	}
-
-	loss := func(in []*Node, batch []*Node) (*Node, *Node) {
-		return model.Loss(in, Batch{IDs: batch[0], Pos: batch[1], Doc: batch[2]}, batch[3], batch[4])
+	loss := func(in []*Node, batch []*Node) *Node {
+		sum, _ := model.Loss(in, Batch{IDs: batch[0], Pos: batch[1], Doc: batch[2]}, batch[3], batch[4])
+		return sum
 	}
-	gradFirst, err := NewExec(backend, func(g *Graph, in []*Node) []*Node {
-		sum, _ := loss(in[:n], in[n:])
+	if r.gradFirst, err = NewExec(r.backend, func(g *Graph, in []*Node) []*Node {
+		sum := loss(in[:n], in[n:])
 		return append([]*Node{sum}, Gradient(sum, in[:n]...)...)
-	})
-	if err != nil {
-		return Result{}, err
+	}); err != nil {
+		return err
 	}
-	gradAcc, err := NewExec(backend, func(g *Graph, in []*Node) []*Node {
-		sum, _ := loss(in[:n], in[2*n:])
-		grads := Gradient(sum, in[:n]...)
+	if r.gradAcc, err = NewExec(r.backend, func(g *Graph, in []*Node) []*Node {
+		sum := loss(in[:n], in[2*n:])
 		out := []*Node{sum}
-		for i, gr := range grads {
+		for i, gr := range Gradient(sum, in[:n]...) {
 			out = append(out, Add(in[n+i], gr))
 		}
 		return out
+	}); err != nil {
+		return err
+	}
+	r.decay = decay
+	if r.hostUpdate() {
+		if !AsyncPreemptOff() {
+			fmt.Fprintln(r.progress, "warning: asynchronous preemption is on: math.Exp runs ~300x slower under GOEXPERIMENT=simd; build with make or set GODEBUG=asyncpreemptoff=1")
+		}
+		return nil
+	}
+	r.update, err = NewExec(r.backend, func(g *Graph, in []*Node) []*Node {
+		s := in[4*n:]
+		np, nm, nv, gnorm := adamWUpdate(r.cfg.Optimizer, decay, in[:n], in[n:2*n], in[2*n:3*n], in[3*n:4*n], s[0], s[1], s[2], s[3])
+		return append(append(append(np, nm...), nv...), gnorm)
 	})
+	return err
+}
+
+// hostUpdate is whether AdamW runs on the host (hostAdamW): on the Go
+// backend tensors live in host memory, and one fused pass on all cores
+// beats ~19 single-threaded graph passes over every parameter.
+func (r *run) hostUpdate() bool { return r.backend.String() == "go" }
+
+func (r *run) close() {
+	for _, e := range []*Exec{r.gradFirst, r.gradAcc, r.update} {
+		if e != nil {
+			e.Finalize()
+		}
+	}
+	if r.metrics != nil {
+		r.metrics.Close()
+	}
+}
+
+// openMetrics keeps the metrics.jsonl lines up to the resumed step and
+// opens the file for appending.
+func (r *run) openMetrics() error {
+	path := filepath.Join(r.cfg.Out, "metrics.jsonl")
+	history, err := readMetrics(path, r.st.Step)
 	if err != nil {
-		return Result{}, err
+		return err
 	}
-	// On the Go backend tensors live in host memory: AdamW runs there as one
-	// fused pass on all cores (hostAdamW) instead of a graph.
-	hostUpdate := backend.String() == "go"
-	if hostUpdate && !AsyncPreemptOff() {
-		fmt.Fprintln(progress, "warning: asynchronous preemption is on: math.Exp runs ~300x slower under GOEXPERIMENT=simd; build with make or set GODEBUG=asyncpreemptoff=1")
+	if err := rewriteMetrics(path, history); err != nil {
+		return err
 	}
-	var update *Exec
-	if !hostUpdate {
-		update, err = NewExec(backend, func(g *Graph, in []*Node) []*Node {
-			s := in[4*n:]
-			np, nm, nv, gnorm := adamWUpdate(cfg.Optimizer, decay, in[:n], in[n:2*n], in[2*n:3*n], in[3*n:4*n], s[0], s[1], s[2], s[3])
-			return append(append(append(np, nm...), nv...), gnorm)
-		})
+	r.history = history
+	r.metrics, err = os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0o644)
+	return err
+}
+
+// step runs one optimizer step (GradAccum micro-batches, then AdamW) and
+// returns its metrics. A non-finite loss or gradient norm is an error
+// naming the step.
+func (r *run) step() (StepMetrics, error) {
+	cfg, n := r.cfg, r.n
+	step := r.st.Step + 1
+	t0 := time.Now()
+	var lossSum float64
+	var count int
+	var acc []*tensors.Tensor
+	for micro := range cfg.GradAccum {
+		hb, err := r.batch(step)
 		if err != nil {
-			return Result{}, err
+			return StepMetrics{}, err
 		}
-		defer update.Finalize()
-	}
-	defer gradFirst.Finalize()
-	defer gradAcc.Finalize()
-
-	params := w.Tensors()
-	mom := make([]*tensors.Tensor, 2*n)
-	for i := range mom {
-		s := specs[i%n]
-		if moments != nil {
-			mom[i] = tensors.FromFlatDataAndDimensions(moments[i], s.Shape...)
-		} else {
-			mom[i] = tensors.FromShape(paramShapes(mc)[i%n])
+		args := make([]any, 0, 2*n+5)
+		for _, p := range r.params {
+			args = append(args, p)
 		}
-	}
-
-	metricsPath := filepath.Join(cfg.Out, "metrics.jsonl")
-	history, err := readMetrics(metricsPath, st.Step)
-	if err != nil {
-		return Result{}, err
-	}
-	if err := rewriteMetrics(metricsPath, history); err != nil {
-		return Result{}, err
-	}
-	mf, err := os.OpenFile(metricsPath, os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return Result{}, err
-	}
-	defer mf.Close()
-
-	flopsPerToken := mc.FlopsPerToken(cfg.SeqLen)
-	seqTokensPerStep := int64(cfg.BatchSize * cfg.GradAccum * cfg.SeqLen)
-	var timed time.Duration
-	var timedSteps int
-	start := time.Now()
-	saveCk := func() error {
-		ss, err := src.State()
+		ex := r.gradFirst
+		if micro > 0 {
+			ex = r.gradAcc
+			for _, a := range acc {
+				args = append(args, a)
+			}
+		}
+		args = append(args, hb.IDs, hb.Pos, hb.Doc, hb.Targets, hb.Weights)
+		out, err := ex.Exec(args...)
 		if err != nil {
-			return err
+			return StepMetrics{}, fmt.Errorf("step %d: gradient: %w", step, err)
 		}
-		st.SourceState = ss
-		return saveCheckpoint(ckDir, cfg.KeepCheckpoints, mc, w.SourceConfig, params, mom, st)
+		lossSum += float64(tensors.MustCopyFlatData[float32](out[0])[0])
+		out[0].FinalizeAll()
+		for _, a := range acc {
+			a.FinalizeAll()
+		}
+		acc = out[1:]
+		count += hb.Tokens
 	}
-	for st.Step < cfg.Steps {
-		if err := ctx.Err(); err != nil {
-			return res, err
-		}
-		t0 := time.Now()
-		var lossSum float64
-		var count int
-		var acc []*tensors.Tensor
-		for micro := range cfg.GradAccum {
-			seqs := make([]shards.Sequence, cfg.BatchSize)
-			for i := range seqs {
-				if seqs[i], err = src.Next(); err != nil {
-					return res, fmt.Errorf("step %d: data: %w", st.Step+1, err)
-				}
-			}
-			hb, err := MakeBatch(seqs, cfg.SeqLen, cfg.Documents)
-			if err != nil {
-				return res, fmt.Errorf("step %d: %w", st.Step+1, err)
-			}
-			for _, s := range seqs {
-				for _, tok := range s.Tokens {
-					if int(tok) >= mc.VocabSize {
-						return res, fmt.Errorf("step %d: token %d outside the vocabulary of %d", st.Step+1, tok, mc.VocabSize)
-					}
-				}
-			}
-			args := make([]any, 0, 2*n+5)
-			for _, p := range params {
-				args = append(args, p)
-			}
-			ex := gradFirst
-			if micro > 0 {
-				ex = gradAcc
-				for _, a := range acc {
-					args = append(args, a)
-				}
-			}
-			args = append(args, hb.IDs, hb.Pos, hb.Doc, hb.Targets, hb.Weights)
-			out, err := ex.Exec(args...)
-			if err != nil {
-				return res, fmt.Errorf("step %d: gradient: %w", st.Step+1, err)
-			}
-			lossSum += float64(tensors.MustCopyFlatData[float32](out[0])[0])
-			out[0].FinalizeAll()
-			for _, a := range acc {
-				a.FinalizeAll()
-			}
-			acc = out[1:]
-			count += hb.Tokens
-		}
-		lr := cfg.Optimizer.LRAt(st.Step, cfg.Steps)
-		var gnorm float64
-		if hostUpdate {
-			if gnorm, err = hostAdamW(cfg.Optimizer, decay, params, mom[:n], mom[n:], acc, lr, st.Step+1, float64(max(count, 1))); err != nil {
-				return res, fmt.Errorf("step %d: update: %w", st.Step+1, err)
-			}
-			for _, a := range acc {
-				a.FinalizeAll()
-			}
-		} else if gnorm, err = graphUpdate(update, cfg.Optimizer, st.Step+1, lr, count, &params, &mom, acc); err != nil {
-			return res, fmt.Errorf("step %d: update: %w", st.Step+1, err)
-		}
-		st.Step++
-		st.Tokens += int64(count)
-		dt := time.Since(t0)
-		if st.Step > res.ResumedFrom+1 || cfg.Steps-res.ResumedFrom == 1 { // the first step compiles
-			timed += dt
-			timedSteps++
-		}
-		lossAvg := lossSum / float64(max(count, 1))
-		if st.Step == 1 {
-			st.FirstLoss = lossAvg
-			res.FirstLoss = lossAvg
-		}
-		m := StepMetrics{Step: st.Step, Loss: lossAvg, LR: lr, GradNorm: gnorm, Tokens: st.Tokens,
-			TokensPerS: float64(seqTokensPerStep) / dt.Seconds()}
-		if cfg.PeakTFLOPS > 0 {
-			m.MFU = m.TokensPerS * flopsPerToken / (cfg.PeakTFLOPS * 1e12)
-		}
-		line, _ := json.Marshal(m)
-		if _, err := mf.Write(append(line, '\n')); err != nil {
-			return res, err
-		}
-		history = append(history, m)
-		if cfg.LogEvery > 0 && (st.Step%cfg.LogEvery == 0 || st.Step == cfg.Steps || st.Step == res.ResumedFrom+1) {
-			eta := "?"
-			if timedSteps > 0 {
-				eta = (timed / time.Duration(timedSteps) * time.Duration(cfg.Steps-st.Step)).Round(time.Second).String()
-			}
-			mfu := ""
-			if m.MFU > 0 {
-				mfu = fmt.Sprintf("  MFU %.1f%%", 100*m.MFU)
-			}
-			fmt.Fprintf(progress, "step %d/%d  loss %.4f  lr %.2e  gnorm %.3f  %.0f tok/s  %.2f TFLOP/s%s  ETA %s\n",
-				st.Step, cfg.Steps, lossAvg, lr, gnorm, m.TokensPerS, m.TokensPerS*flopsPerToken/1e12, mfu, eta)
-		}
-		if cfg.CheckpointEvery > 0 && st.Step%cfg.CheckpointEvery == 0 && st.Step < cfg.Steps {
-			if err := saveCk(); err != nil {
-				return res, fmt.Errorf("step %d: checkpoint: %w", st.Step, err)
-			}
-		}
-	}
-	if err := saveCk(); err != nil {
-		return res, fmt.Errorf("final checkpoint: %w", err)
-	}
-	final, err := WeightsFromTensors(mc, params)
+	lr := cfg.Optimizer.LRAt(r.st.Step, cfg.Steps)
+	gnorm, err := r.applyUpdate(step, lr, acc, count)
 	if err != nil {
-		return res, err
+		return StepMetrics{}, err
 	}
-	final.SourceConfig = w.SourceConfig
-	res.Steps, res.Tokens, res.Weights = st.Step, st.Tokens, final
-	if len(history) > 0 {
-		res.FinalLoss = history[len(history)-1].Loss
+	lossAvg := lossSum / float64(max(count, 1))
+	if math.IsNaN(lossAvg) || math.IsInf(lossAvg, 0) || math.IsNaN(gnorm) || math.IsInf(gnorm, 0) {
+		return StepMetrics{}, fmt.Errorf("step %d: non-finite loss %v or gradient norm %v (lr %.3g); stopped, the last checkpoint is intact", step, lossAvg, gnorm, lr)
 	}
-	if timedSteps > 0 {
-		res.TokensPerS = float64(seqTokensPerStep) * float64(timedSteps) / timed.Seconds()
-		res.FLOPsPerS = res.TokensPerS * flopsPerToken
+	r.st.Step = step
+	r.st.Tokens += int64(count)
+	dt := time.Since(t0)
+	if step > r.res.ResumedFrom+1 || cfg.Steps-r.res.ResumedFrom == 1 { // the first step compiles
+		r.timed += dt
+		r.timedSteps++
+	}
+	if step == 1 {
+		r.st.FirstLoss, r.res.FirstLoss = lossAvg, lossAvg
+	}
+	m := StepMetrics{Step: step, Loss: lossAvg, LR: lr, GradNorm: gnorm, Tokens: r.st.Tokens,
+		TokensPerS: float64(r.seqTokens) / dt.Seconds()}
+	if cfg.PeakTFLOPS > 0 {
+		m.MFU = m.TokensPerS * r.flopsPerToken / (cfg.PeakTFLOPS * 1e12)
+	}
+	return m, nil
+}
+
+// applyUpdate runs AdamW on the accumulated gradients (summed over count
+// target tokens), replaces the parameters and moments, and returns the
+// gradient norm.
+func (r *run) applyUpdate(step int, lr float64, acc []*tensors.Tensor, count int) (float64, error) {
+	if r.hostUpdate() {
+		n := r.n
+		gnorm, err := hostAdamW(r.cfg.Optimizer, r.decay, r.params, r.mom[:n], r.mom[n:], acc, lr, step, float64(max(count, 1)))
+		if err != nil {
+			return 0, fmt.Errorf("step %d: update: %w", step, err)
+		}
+		for _, a := range acc {
+			a.FinalizeAll()
+		}
+		return gnorm, nil
+	}
+	n, t := r.n, float64(step)
+	args := make([]any, 0, 4*n+4)
+	for _, x := range append(append(append([]*tensors.Tensor(nil), r.params...), r.mom...), acc...) {
+		args = append(args, x)
+	}
+	args = append(args, tensors.FromScalar(float32(lr)),
+		tensors.FromScalar(float32(1-math.Pow(r.cfg.Optimizer.Beta1, t))), tensors.FromScalar(float32(1-math.Pow(r.cfg.Optimizer.Beta2, t))),
+		tensors.FromScalar(float32(max(count, 1))))
+	out, err := r.update.Exec(args...)
+	if err != nil {
+		return 0, fmt.Errorf("step %d: update: %w", step, err)
+	}
+	for _, x := range append(append(r.params, r.mom...), acc...) {
+		x.FinalizeAll()
+	}
+	r.params, r.mom = out[:n], out[n:3*n]
+	gnorm := float64(tensors.MustCopyFlatData[float32](out[3*n])[0])
+	out[3*n].FinalizeAll()
+	return gnorm, nil
+}
+
+// batch reads one micro-batch and checks its tokens against the vocabulary.
+func (r *run) batch(step int) (HostBatch, error) {
+	seqs := make([]shards.Sequence, r.cfg.BatchSize)
+	for i := range seqs {
+		var err error
+		if seqs[i], err = r.src.Next(); err != nil {
+			return HostBatch{}, fmt.Errorf("step %d: data: %w", step, err)
+		}
+		for _, tok := range seqs[i].Tokens {
+			if int(tok) >= r.mc.VocabSize {
+				return HostBatch{}, fmt.Errorf("step %d: token %d outside the vocabulary of %d", step, tok, r.mc.VocabSize)
+			}
+		}
+	}
+	hb, err := MakeBatch(seqs, r.cfg.SeqLen, r.cfg.Documents)
+	if err != nil {
+		return HostBatch{}, fmt.Errorf("step %d: %w", step, err)
+	}
+	return hb, nil
+}
+
+// log appends the step's metrics to metrics.jsonl and prints a progress
+// line every LogEvery steps, at the first and at the last.
+func (r *run) log(m StepMetrics) error {
+	line, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("step %d: metrics: %w", m.Step, err)
+	}
+	if _, err := r.metrics.Write(append(line, '\n')); err != nil {
+		return err
+	}
+	r.history = append(r.history, m)
+	cfg := r.cfg
+	if cfg.LogEvery <= 0 || (m.Step%cfg.LogEvery != 0 && m.Step != cfg.Steps && m.Step != r.res.ResumedFrom+1) {
+		return nil
+	}
+	eta := "?"
+	if r.timedSteps > 0 {
+		eta = (r.timed / time.Duration(r.timedSteps) * time.Duration(cfg.Steps-m.Step)).Round(time.Second).String()
+	}
+	mfu := ""
+	if m.MFU > 0 {
+		mfu = fmt.Sprintf("  MFU %.1f%%", 100*m.MFU)
+	}
+	fmt.Fprintf(r.progress, "step %d/%d  loss %.4f  lr %.2e  gnorm %.3f  %.0f tok/s  %.2f TFLOP/s%s  ETA %s%s\n",
+		m.Step, cfg.Steps, m.Loss, m.LR, m.GradNorm, m.TokensPerS, m.TokensPerS*r.flopsPerToken/1e12, mfu, eta, r.evals.latest())
+	return nil
+}
+
+// checkpoint saves weights, moments and the data position.
+func (r *run) checkpoint() error {
+	ss, err := r.src.State()
+	if err != nil {
+		return err
+	}
+	r.st.SourceState = ss
+	return saveCheckpoint(r.ckDir, r.cfg.KeepCheckpoints, r.mc, r.srcConf, r.params, r.mom, r.st)
+}
+
+// export writes the final HF model, loss.png and summary.json.
+func (r *run) export(start time.Time) (Result, error) {
+	cfg, res := r.cfg, &r.res
+	final, err := WeightsFromTensors(r.mc, r.params)
+	if err != nil {
+		return *res, err
+	}
+	final.SourceConfig = r.srcConf
+	res.Steps, res.Tokens, res.Weights = r.st.Step, r.st.Tokens, final
+	if len(r.history) > 0 {
+		res.FinalLoss = r.history[len(r.history)-1].Loss
+	}
+	if r.timedSteps > 0 {
+		res.TokensPerS = float64(r.seqTokens) * float64(r.timedSteps) / r.timed.Seconds()
+		res.FLOPsPerS = res.TokensPerS * r.flopsPerToken
 		if cfg.PeakTFLOPS > 0 {
 			res.MFU = res.FLOPsPerS / (cfg.PeakTFLOPS * 1e12)
 		}
 	}
 	res.Export = filepath.Join(cfg.Out, "final")
 	if err := SaveHF(res.Export, final, strings.ToUpper(cfg.ExportDType)); err != nil {
-		return res, fmt.Errorf("export: %w", err)
+		return *res, fmt.Errorf("export: %w", err)
 	}
-	res.Metrics = metricsPath
+	res.Metrics = filepath.Join(cfg.Out, "metrics.jsonl")
 	res.Plot = filepath.Join(cfg.Out, "loss.png")
-	if err := PlotLoss(res.Plot, history); err != nil {
-		return res, fmt.Errorf("loss plot: %w", err)
+	if err := PlotLoss(res.Plot, r.history); err != nil {
+		return *res, fmt.Errorf("loss plot: %w", err)
 	}
-	sum, _ := json.MarshalIndent(res, "", "  ")
-	if err := writeFileAtomic(filepath.Join(cfg.Out, "summary.json"), append(sum, '\n')); err != nil {
-		return res, err
-	}
-	fmt.Fprintf(progress, "trained %d steps (%d target tokens) in %s: loss %.4f -> %.4f, %.0f tok/s; export %s\n",
-		st.Step-res.ResumedFrom, st.Tokens, time.Since(start).Round(time.Second), res.FirstLoss, res.FinalLoss, res.TokensPerS, res.Export)
-	return res, nil
-}
-
-// graphUpdate runs the compiled AdamW graph and replaces params and mom
-// with its outputs (accelerator backends, whose tensors live on the device).
-func graphUpdate(update *Exec, o OptimizerConfig, step int, lr float64, count int, params, mom *[]*tensors.Tensor, acc []*tensors.Tensor) (float64, error) {
-	n := len(*params)
-	t := float64(step)
-	args := make([]any, 0, 4*n+4)
-	for _, p := range *params {
-		args = append(args, p)
-	}
-	for _, p := range *mom {
-		args = append(args, p)
-	}
-	for _, a := range acc {
-		args = append(args, a)
-	}
-	args = append(args, tensors.FromScalar(float32(lr)),
-		tensors.FromScalar(float32(1-math.Pow(o.Beta1, t))), tensors.FromScalar(float32(1-math.Pow(o.Beta2, t))),
-		tensors.FromScalar(float32(max(count, 1))))
-	out, err := update.Exec(args...)
+	sum, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
-		return 0, err
+		return *res, err
 	}
-	for _, x := range append(append(*params, *mom...), acc...) {
-		x.FinalizeAll()
+	if err := writeFileAtomic(filepath.Join(cfg.Out, "summary.json"), append(sum, '\n')); err != nil {
+		return *res, err
 	}
-	*params, *mom = out[:n], out[n:3*n]
-	gnorm := float64(tensors.MustCopyFlatData[float32](out[3*n])[0])
-	out[3*n].FinalizeAll()
-	return gnorm, nil
+	evals := ""
+	if res.EvalSeconds > 0 {
+		evals = fmt.Sprintf(" (+ %s in %d evals, not in tok/s)", (time.Duration(res.EvalSeconds * float64(time.Second))).Round(time.Second), res.EvalPoints)
+	}
+	fmt.Fprintf(r.progress, "trained %d steps (%d target tokens) in %s%s: loss %.4f -> %.4f, %.0f tok/s; export %s\n",
+		r.st.Step-res.ResumedFrom, r.st.Tokens, time.Since(start).Round(time.Second), evals, res.FirstLoss, res.FinalLoss, res.TokensPerS, res.Export)
+	return *res, nil
 }
 
 // initialWeights loads cfg.Init or draws a random model, then applies the
 // new RoPE base and context.
-func initialWeights(cfg TrainConfig) (*Weights, error) {
+func initialWeights(cfg TrainConfig, progress io.Writer) (*Weights, error) {
 	var w *Weights
 	var err error
 	if cfg.Init != "" {
@@ -453,6 +624,12 @@ func initialWeights(cfg TrainConfig) (*Weights, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Rope.Plan != "" {
+		if err := applyRopePlan(cfg.Rope, &w.Config, progress); err != nil {
+			return nil, err
+		}
+		return w, w.Config.Validate()
 	}
 	if cfg.RopeTheta > 0 {
 		w.Config.RopeTheta = cfg.RopeTheta

@@ -48,13 +48,9 @@ func run(args []string) error {
 		return err
 	}
 	var tokens []uint32
-	var eos uint32
-	if cfg.ModelConfig != "" && cfg.Init == "" {
-		mc, err := trainer.LoadModelConfig(cfg.ModelConfig)
-		if err != nil {
-			return err
-		}
-		eos = uint32(mc.EOSTokenID)
+	eos, err := trainer.DataEOS(cfg)
+	if err != nil {
+		return err
 	}
 	switch {
 	case *synthetic > 0:

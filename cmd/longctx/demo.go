@@ -17,6 +17,7 @@ import (
 
 	"longctx/config"
 	"longctx/corpus"
+	"longctx/eval"
 	"longctx/mixture"
 	"longctx/pipelines"
 	"longctx/recipe"
@@ -24,7 +25,6 @@ import (
 	"longctx/shards"
 	"longctx/storage"
 	"longctx/trainer"
-	"longctx/trainer/eval"
 )
 
 // demoConfig is the whole recipe at toy scale: the sample corpus, prepare,
@@ -255,7 +255,10 @@ type corpusMarker struct {
 // keeps a corpus generated earlier with the same settings.
 func (d *demo) generateCorpus(ctx context.Context) error {
 	c := d.cfg
-	train, test := eval.GenerateGSM8kSplits(c.Seed, c.GSM8kTrain, c.GSM8kTest)
+	train, test, err := eval.GenerateGSM8kSplits(c.Seed, c.GSM8kTrain, c.GSM8kTest)
+	if err != nil {
+		return err
+	}
 	dir := filepath.Join(c.Out, "eval-data")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -274,7 +277,6 @@ func (d *demo) generateCorpus(ctx context.Context) error {
 		fmt.Fprintf(d.log, "  corpus generated earlier with %s: kept\n", key)
 		return nil
 	}
-	var err error
 	if d.corpus, err = corpus.GenerateDemo(ctx, c.Corpus, c.Seed); err != nil {
 		return err
 	}
@@ -424,6 +426,7 @@ func (d *demo) report(ctx context.Context) error {
 	for _, name := range order {
 		w("![%s loss](%s) ", name, rel(filepath.Join(d.points[name].Dir, "train", "loss.png")))
 	}
+	d.writeInTrainingEvals(w, order, rel)
 
 	pl := d.plan
 	w("\n\n## 4. RoPE plan (`longctx rope plan --head-dim %d --base %g --train-len %d --target-len %d`)\n\n", pl.HeadDim, pl.Base, pl.TrainLen, pl.TargetLen)
@@ -531,4 +534,54 @@ func beyond(m string, n int) bool {
 		return x >= n
 	}
 	return false
+}
+
+// writeInTrainingEvals shows each CPT point's in-training evals (train
+// config `eval: {every: N}`): the metric-vs-step curves, with 95% intervals,
+// and the gate against step 0 at the last eval.
+func (d *demo) writeInTrainingEvals(w func(string, ...any), order []string, rel func(string) string) {
+	var any bool
+	for _, name := range order {
+		dir := filepath.Join(d.points[name].Dir, "train")
+		pts, err := trainer.ReadEvalPoints(filepath.Join(dir, "evals.jsonl"))
+		if err != nil || len(pts) == 0 {
+			continue
+		}
+		if !any {
+			w("\n\n### In-training evals (every %d steps, on the live weights; gate paired against step 0)\n\n", d.cfg.CPT.Eval.Every)
+			w("| point | steps evaluated | eval time | last gate |\n|---|---|---|---|\n")
+			any = true
+		}
+		var steps []string
+		var secs float64
+		for _, p := range pts {
+			steps = append(steps, fmt.Sprint(p.Step))
+			secs += p.Seconds
+		}
+		gate := "-"
+		if last := pts[len(pts)-1]; len(last.Gate) > 0 {
+			var parts []string
+			for _, g := range last.Gate {
+				v := "ok"
+				if g.Fail {
+					v = "REGRESSION"
+				}
+				parts = append(parts, fmt.Sprintf("%s %s: drop %+.3g (95%% CI %+.3g..%+.3g, p %.2g)", v, g.Metric, g.Drop, g.Lo, g.Hi, g.P))
+			}
+			gate = strings.Join(parts, "; ")
+		}
+		w("| %s | %s | %.0f s | %s |\n", name, strings.Join(steps, ", "), secs, gate)
+	}
+	if !any {
+		return
+	}
+	w("\n")
+	for _, name := range order {
+		for _, f := range eval.EvalCurveFiles {
+			p := filepath.Join(d.points[name].Dir, "train", f)
+			if _, err := os.Stat(p); err == nil {
+				w("![%s %s](%s) ", name, f, rel(p))
+			}
+		}
+	}
 }

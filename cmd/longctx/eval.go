@@ -8,8 +8,9 @@ import (
 	"strings"
 
 	"longctx/config"
+	"longctx/eval"
 	"longctx/recipe"
-	"longctx/trainer/eval"
+	"longctx/trainer"
 )
 
 func init() {
@@ -177,15 +178,15 @@ func evalCompare(args []string) error {
 	if err != nil {
 		return usagef("%v", err)
 	}
-	bm, err := readMetrics(*base)
+	bm, bi, err := readReports(*base)
 	if err != nil {
 		return err
 	}
-	cm, err := readMetrics(*cand)
+	cm, ci, err := readReports(*cand)
 	if err != nil {
 		return err
 	}
-	cmps, err := eval.CompareMetrics(bm, cm, md, *sig)
+	cmps, err := eval.CompareWithItems(bm, cm, bi, ci, md, *sig)
 	if err != nil {
 		return err
 	}
@@ -193,7 +194,7 @@ func evalCompare(args []string) error {
 	for _, c := range cmps {
 		fmt.Println(c.String())
 		if c.Fail {
-			failed = append(failed, fmt.Sprintf("%s dropped %.3g (allowed %.3g)", c.Metric, c.Drop, c.Limit))
+			failed = append(failed, fmt.Sprintf("%s dropped %.3g (95%% CI %.3g..%.3g, allowed %.3g)", c.Metric, c.Drop, c.DropLo, c.DropHi, c.Limit))
 		}
 	}
 	if len(failed) > 0 {
@@ -206,20 +207,26 @@ func evalCompare(args []string) error {
 // readMetrics reads one report, or every *.json report in a directory
 // (skipping selection.json), merged.
 func readMetrics(path string) (map[string]eval.Metric, error) {
+	m, _, err := readReports(path)
+	return m, err
+}
+
+// readReports is readMetrics with the reports' per-item scores.
+func readReports(path string) (map[string]eval.Metric, map[string]eval.Items, error) {
 	st, err := os.Stat(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !st.IsDir() {
 		r, err := eval.ReadReport(path)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return r.Metrics, nil
+		return r.Metrics, r.Items, nil
 	}
 	files, err := filepath.Glob(filepath.Join(path, "*.json"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var reps []*eval.Report
 	for _, f := range files {
@@ -228,19 +235,21 @@ func readMetrics(path string) (map[string]eval.Metric, error) {
 		}
 		r, err := eval.ReadReport(f)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		reps = append(reps, r)
 	}
 	if len(reps) == 0 {
-		return nil, fmt.Errorf("%s: no reports (*.json)", path)
+		return nil, nil, fmt.Errorf("%s: no reports (*.json)", path)
 	}
-	return eval.MergeMetrics(reps...)
+	m, err := eval.MergeMetrics(reps...)
+	return m, eval.MergeItems(reps...), err
 }
 
 // selectConfig is the file `eval select` reads.
 type selectConfig struct {
 	Checkpoints []string          `yaml:"checkpoints" help:"report directories, one per checkpoint (from eval suite or the single evals)"`
+	Evals       []string          `yaml:"evals" help:"in-training evals (TRAIN_OUT/evals.jsonl): every step evaluated is a candidate named RUN@STEP"`
 	Out         string            `yaml:"out" help:"directory for selection.md and selection.json"`
 	Select      eval.SelectConfig `yaml:"select"`
 }
@@ -258,8 +267,8 @@ func evalSelect(args []string) error {
 	if err := config.Load(*path, &cfg); err != nil {
 		return err
 	}
-	if len(cfg.Checkpoints) == 0 || cfg.Out == "" {
-		return fmt.Errorf("config %s: checkpoints and out are required", *path)
+	if len(cfg.Checkpoints)+len(cfg.Evals) == 0 || cfg.Out == "" {
+		return fmt.Errorf("config %s: checkpoints or evals, and out are required", *path)
 	}
 	var cands []eval.Candidate
 	for _, dir := range cfg.Checkpoints {
@@ -268,6 +277,19 @@ func evalSelect(args []string) error {
 			return err
 		}
 		cands = append(cands, eval.Candidate{Name: eval.CheckpointName(dir), Metrics: m})
+	}
+	for _, f := range cfg.Evals {
+		pts, err := trainer.ReadEvalPoints(f)
+		if err != nil {
+			return err
+		}
+		if len(pts) == 0 {
+			return fmt.Errorf("%s: no eval points", f)
+		}
+		run := eval.CheckpointName(filepath.Dir(f))
+		for _, p := range pts {
+			cands = append(cands, eval.Candidate{Name: fmt.Sprintf("%s@%d", run, p.Step), Metrics: p.Metrics})
+		}
 	}
 	ranked, err := eval.Rank(cands, cfg.Select)
 	if err != nil {
@@ -336,7 +358,10 @@ func evalGen(args []string) error {
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
 	}
-	train, test := g.GenerateSplits(*nTrain, *nTest)
+	train, test, err := g.GenerateSplits(*nTrain, *nTest)
+	if err != nil {
+		return err
+	}
 	if err := eval.WriteGSM8kJSONL(filepath.Join(*out, "train.jsonl"), train); err != nil {
 		return err
 	}

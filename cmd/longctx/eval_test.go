@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"longctx/trainer/eval"
+	"longctx/eval"
 )
 
 func writeReport(t *testing.T, dir string, strict, flex, n int, loss float64) string {
@@ -73,6 +73,33 @@ func TestEvalSelectWritesRanking(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(md), "| 1 | step-200 |") {
+		t.Fatalf("selection.md:\n%s", md)
+	}
+}
+
+func TestEvalSelectReadsInTrainingEvals(t *testing.T) {
+	dir := t.TempDir()
+	run := filepath.Join(dir, "cpt")
+	os.MkdirAll(run, 0o755)
+	lines := `{"step":0,"tokens":0,"seconds":1,"metrics":{"gsm8k_strict":{"value":20,"n":100,"higher_is_better":true,"stderr":4},"loss":{"value":2.5,"higher_is_better":false}},"dir":"evals/step-00000000"}
+{"step":50,"tokens":100,"seconds":1,"metrics":{"gsm8k_strict":{"value":24,"n":100,"higher_is_better":true,"stderr":4.3},"loss":{"value":2.2,"higher_is_better":false}},"dir":"evals/step-00000050"}
+{"step":100,"tokens":200,"seconds":1,"metrics":{"gsm8k_strict":{"value":12,"n":100,"higher_is_better":true,"stderr":3.2},"loss":{"value":2.1,"higher_is_better":false}},"dir":"evals/step-00000100"}
+`
+	os.WriteFile(filepath.Join(run, "evals.jsonl"), []byte(lines), 0o644)
+	cfg := filepath.Join(dir, "select.yaml")
+	os.WriteFile(cfg, []byte("evals: ["+filepath.Join(run, "evals.jsonl")+"]\nout: "+filepath.Join(dir, "sel")+
+		"\nselect:\n  weights: {gsm8k_strict: 1, loss: 1}\n  reference: cpt@0\n  max_drop: {gsm8k_strict: \"5\"}\n"), 0o644)
+	var out, errb bytes.Buffer
+	if code := runMain([]string{"eval", "select", "--config", cfg}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "sel", "selection.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Step 100 has the lowest loss but drops GSM8k by 8 > 5 points: it
+	// ranks last; step 50 is best.
+	if !strings.Contains(string(md), "| 1 | cpt@50 |") || !strings.Contains(string(md), "| 3 | cpt@100 |") {
 		t.Fatalf("selection.md:\n%s", md)
 	}
 }

@@ -33,13 +33,9 @@ func runTrain(args []string) error {
 	if cfg.Data == "" {
 		return usagef("data is required (a shard directory from 'longctx mix', or a flat uint32 token file)")
 	}
-	var eos uint32
-	if cfg.Init == "" && cfg.ModelConfig != "" {
-		mc, err := trainer.LoadModelConfig(cfg.ModelConfig)
-		if err != nil {
-			return err
-		}
-		eos = uint32(mc.EOSTokenID)
+	eos, err := trainer.DataEOS(cfg)
+	if err != nil {
+		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()

@@ -71,36 +71,12 @@ func RunSuite(cfg SuiteConfig, load Loader, log func(format string, a ...any)) (
 		if err != nil {
 			return nil, fmt.Errorf("suite: %s: %w", dir, err)
 		}
-		out := filepath.Join(cfg.Out, name)
-		for _, e := range cfg.Evals {
-			last := -1
-			prog := func(done, total int) {
-				// About ten lines per eval, and the last.
-				if step := max(total/10, 1); done/step != last || done == total {
-					last = done / step
-					log("suite: checkpoint %d/%d %s: %s %d/%d", ci+1, len(cfg.Checkpoints), name, e, done, total)
-				}
-			}
-			var r *Report
-			switch e {
-			case "gsm8k":
-				r, err = RunGSM8kEval(s, cfg.GSM8k, out, prog)
-			case "passkey":
-				c := cfg.Passkey
-				c.Task = "passkey"
-				r, err = RunPasskeyEval(s, c, out, prog)
-			case "niah":
-				c := cfg.NIAH
-				c.Task = "niah"
-				r, err = RunPasskeyEval(s, c, out, prog)
-			case "ppl":
-				r, err = RunPPLEval(s, cfg.PPL, out, prog)
-			}
-			if err != nil {
-				return nil, fmt.Errorf("suite: %s: %s: %w", name, e, err)
-			}
-			res.Reports[name] = append(res.Reports[name], r)
+		prefix := fmt.Sprintf("suite: checkpoint %d/%d %s", ci+1, len(cfg.Checkpoints), name)
+		reps, err := RunSubject(cfg, s, filepath.Join(cfg.Out, name), prefix, log)
+		if err != nil {
+			return nil, err
 		}
+		res.Reports[name] = reps
 		m, err := MergeMetrics(res.Reports[name]...)
 		if err != nil {
 			return nil, fmt.Errorf("suite: %s: %w", name, err)
@@ -119,6 +95,45 @@ func RunSuite(cfg SuiteConfig, load Loader, log func(format string, a ...any)) (
 		return nil, err
 	}
 	return res, nil
+}
+
+// RunSubject runs every configured eval of cfg on one subject, writing the
+// reports under out; log gets about ten progress lines per eval, each
+// starting with prefix.
+func RunSubject(cfg SuiteConfig, s Subject, out, prefix string, log func(format string, a ...any)) ([]*Report, error) {
+	var reps []*Report
+	for _, e := range cfg.Evals {
+		last := -1
+		prog := func(done, total int) {
+			if step := max(total/10, 1); done/step != last || done == total {
+				last = done / step
+				log("%s: %s %d/%d", prefix, e, done, total)
+			}
+		}
+		var r *Report
+		var err error
+		switch e {
+		case "gsm8k":
+			r, err = RunGSM8kEval(s, cfg.GSM8k, out, prog)
+		case "passkey":
+			c := cfg.Passkey
+			c.Task = "passkey"
+			r, err = RunPasskeyEval(s, c, out, prog)
+		case "niah":
+			c := cfg.NIAH
+			c.Task = "niah"
+			r, err = RunPasskeyEval(s, c, out, prog)
+		case "ppl":
+			r, err = RunPPLEval(s, cfg.PPL, out, prog)
+		default:
+			return nil, fmt.Errorf("suite: unknown eval %q (want gsm8k, passkey, niah, ppl)", e)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("suite: %s: %s: %w", s.Name, e, err)
+		}
+		reps = append(reps, r)
+	}
+	return reps, nil
 }
 
 // WriteRanking writes selection.md (the ranking table) and selection.json.

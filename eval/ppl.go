@@ -105,9 +105,13 @@ func (pl *PositionLosses) Curve(n, maxPos int) []Bucket {
 
 // PPLResult is the outcome of RunPPL.
 type PPLResult struct {
-	Losses  PositionLosses
-	Scored  int
-	Skipped int // shorter than MinTokens
+	Losses PositionLosses
+	// DocLosses are each scored document's token losses and DocIndex its
+	// index in the input, for paired comparisons over documents.
+	DocLosses [][]float32
+	DocIndex  []int
+	Scored    int
+	Skipped   int // shorter than MinTokens
 }
 
 // RunPPL scores each tokenised document. docs are token ids; each is
@@ -135,6 +139,8 @@ func RunPPL(lm LM, docs [][]uint32, cfg PPLConfig, progress func(done int)) (PPL
 			return res, fmt.Errorf("ppl: document %d: %d losses for %d tokens", i, len(l), len(ids))
 		}
 		res.Losses.Add(l)
+		res.DocLosses = append(res.DocLosses, l)
+		res.DocIndex = append(res.DocIndex, i)
 		res.Scored++
 		if progress != nil {
 			progress(i + 1)

@@ -29,8 +29,9 @@ func GenerateGSM8kFormat(seed uint64, n int) []GSM8kExample {
 }
 
 // GenerateSplits returns a train and a test split from one generator;
-// test questions never repeat a train question.
-func (g GSM8kGen) GenerateSplits(nTrain, nTest int) (train, test []GSM8kExample) {
+// test questions never repeat a train question. It fails when the operand
+// range is too small to find nTest new questions.
+func (g GSM8kGen) GenerateSplits(nTrain, nTest int) (train, test []GSM8kExample, err error) {
 	train = g.Generate(0, nTrain)
 	seen := make(map[string]bool, nTrain)
 	for _, ex := range train {
@@ -39,7 +40,7 @@ func (g GSM8kGen) GenerateSplits(nTrain, nTest int) (train, test []GSM8kExample)
 	// Test problems come from a separate stream, skipping train questions.
 	for i := uint64(0); len(test) < nTest; i++ {
 		if i > uint64(100*(nTest+1)) {
-			panic(fmt.Sprintf("gsm8k generator: cannot find %d test questions outside train (operand range too small)", nTest))
+			return nil, nil, fmt.Errorf("gsm8k generator: cannot find %d test questions outside the %d train ones (max_operand %d, steps %d: range too small)", nTest, nTrain, g.MaxOperand, g.Steps)
 		}
 		ex := g.one(1, i)
 		if !seen[ex.Question] {
@@ -47,7 +48,7 @@ func (g GSM8kGen) GenerateSplits(nTrain, nTest int) (train, test []GSM8kExample)
 			test = append(test, ex)
 		}
 	}
-	return train, test
+	return train, test, nil
 }
 
 // Generate returns problems start..start+n-1 of stream 0.
@@ -109,7 +110,7 @@ func pronoun(name string) string {
 }
 
 // GenerateGSM8kSplits is GenerateSplits of the default generator.
-func GenerateGSM8kSplits(seed uint64, nTrain, nTest int) (train, test []GSM8kExample) {
+func GenerateGSM8kSplits(seed uint64, nTrain, nTest int) (train, test []GSM8kExample, err error) {
 	return DefaultGSM8kGen(seed).GenerateSplits(nTrain, nTest)
 }
 

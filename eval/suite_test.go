@@ -9,10 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"longctx/eval"
 	"longctx/shards"
 	"longctx/tokenizer"
 	"longctx/trainer"
-	"longctx/trainer/eval"
 )
 
 func byteModel(t *testing.T, dir string, seed uint64) {
@@ -57,7 +57,10 @@ func TestSuiteEndToEndDeterministic(t *testing.T) {
 	dir := t.TempDir()
 	byteModel(t, filepath.Join(dir, "ckpt-a"), 1)
 	byteModel(t, filepath.Join(dir, "ckpt-b"), 2)
-	train, test := eval.GenerateGSM8kSplits(5, 20, 4)
+	train, test, err := eval.GenerateGSM8kSplits(5, 20, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
 	eval.WriteGSM8kJSONL(filepath.Join(dir, "train.jsonl"), train)
 	eval.WriteGSM8kJSONL(filepath.Join(dir, "test.jsonl"), test)
 	os.WriteFile(filepath.Join(dir, "doc.txt"), []byte(strings.Repeat("The grass is green. ", 40)), 0o644)
@@ -176,7 +179,7 @@ func TestPPLFromTokenCache(t *testing.T) {
 	if !bytes.Contains(md, []byte("| 3 | 1 |")) {
 		t.Errorf("want 3 scored, 1 too short:\n%s", md)
 	}
-	tok, err := tokenizer.Load(filepath.Join("..", "..", "tokenizer", "testdata", "tokenizer.json"))
+	tok, err := tokenizer.Load(filepath.Join("..", "tokenizer", "testdata", "tokenizer.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

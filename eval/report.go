@@ -49,6 +49,8 @@ type Report struct {
 	ConfigHash string            `json:"config_hash,omitempty"`
 	Config     any               `json:"config,omitempty"`
 	Metrics    map[string]Metric `json:"metrics"`
+	// Items are the per-item scores behind the metrics (for paired gates).
+	Items map[string]Items `json:"items,omitempty"`
 	// Tables are rendered in the Markdown report, in order.
 	Tables []Table `json:"tables,omitempty"`
 	// Files lists the other outputs (records, plots) by base name.

@@ -3,10 +3,13 @@ package eval
 import (
 	"bytes"
 	"fmt"
+	"path/filepath"
+	"sort"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/palette/moreland"
 	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
 )
 
@@ -101,4 +104,74 @@ func savePNG(p *plot.Plot, path string, w, h vg.Length) error {
 		return fmt.Errorf("plot %s: %w", path, err)
 	}
 	return writeFileAtomic(path, buf.Bytes())
+}
+
+// Series is one metric over training steps (the in-training evals).
+type Series struct {
+	Metric         string
+	HigherIsBetter bool
+	Steps          []int
+	Values         []float64
+	StdErrs        []float64
+}
+
+// EvalCurveFiles are the PNGs PlotEvalCurves writes: accuracies (%) and
+// losses, each against the training step with 95% intervals.
+var EvalCurveFiles = []string{"evals-accuracy.png", "evals-loss.png"}
+
+// PlotEvalCurves draws every series against the step into dir: higher-is-
+// better metrics (accuracies) in evals-accuracy.png, the others (losses) in
+// evals-loss.png, each point with its 95% interval (±1.96 s.e.). A group
+// without series is not drawn.
+func PlotEvalCurves(dir string, series []Series) error {
+	for i, higher := range []bool{true, false} {
+		p := plot.New()
+		p.Title.Text = "in-training evals"
+		p.X.Label.Text = "step"
+		p.Y.Label.Text = "accuracy (%)"
+		if !higher {
+			p.Y.Label.Text = "mean loss (nats)"
+		}
+		p.Legend.Top = true
+		p.Add(plotter.NewGrid())
+		var sorted []Series
+		for _, s := range series {
+			if s.HigherIsBetter == higher {
+				sorted = append(sorted, s)
+			}
+		}
+		sort.Slice(sorted, func(a, b int) bool { return sorted[a].Metric < sorted[b].Metric })
+		for k, s := range sorted {
+			xys := make(plotter.XYs, len(s.Steps))
+			errs := make(plotter.YErrors, len(s.Steps))
+			for j := range s.Steps {
+				xys[j] = plotter.XY{X: float64(s.Steps[j]), Y: s.Values[j]}
+				errs[j].Low, errs[j].High = z95*s.StdErrs[j], z95*s.StdErrs[j]
+			}
+			line, pts, err := plotter.NewLinePoints(xys)
+			if err != nil {
+				return fmt.Errorf("eval curves %s: %w", s.Metric, err)
+			}
+			c := plotutil.Color(k)
+			line.Color, pts.Color = c, c
+			pts.Radius = vg.Points(2)
+			bars, err := plotter.NewYErrorBars(struct {
+				plotter.XYs
+				plotter.YErrors
+			}{xys, errs})
+			if err != nil {
+				return fmt.Errorf("eval curves %s: %w", s.Metric, err)
+			}
+			bars.Color = c
+			p.Add(line, pts, bars)
+			p.Legend.Add(s.Metric, line, pts)
+		}
+		if len(sorted) == 0 {
+			continue
+		}
+		if err := savePNG(p, filepath.Join(dir, EvalCurveFiles[i]), 7*vg.Inch, 4.5*vg.Inch); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -73,9 +73,9 @@ func TestCompareMetrics(t *testing.T) {
 func TestComparisonLineNamesDropAndCI(t *testing.T) {
 	md, _ := ParseMaxDrops([]string{"gsm8k_strict=2"})
 	cmps, _ := CompareMetrics(map[string]Metric{"gsm8k_strict": Proportion(40, 100)}, map[string]Metric{"gsm8k_strict": Proportion(30, 100)}, md, false)
+	// drop 10 points; s.e. = hypot(4.899, 4.583) = 6.708; CI 10 ± 13.15; p = 2(1-Φ(10/6.708)) = 0.136.
 	line := cmps[0].String()
-	// drop 10 points; s.e. = hypot(4.899, 4.583) = 6.708; CI 10 ± 13.15.
-	for _, want := range []string{"REGRESSION", "gsm8k_strict", "drop +10", "-3.15..+23.15", "s.e. 6.71", "allowed 2"} {
+	for _, want := range []string{"REGRESSION", "gsm8k_strict", "drop +10", "-3.148..+23.15", "s.e. 6.71", "p 0.136", "unpaired", "allowed 2"} {
 		if !strings.Contains(line, want) {
 			t.Errorf("line %q lacks %q", line, want)
 		}

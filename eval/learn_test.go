@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"longctx/config"
+	"longctx/eval"
 	"longctx/trainer"
-	"longctx/trainer/eval"
 )
 
 // chanceAccuracy is the score of always answering the most frequent train
@@ -42,7 +42,10 @@ func chanceAccuracy(train, test []eval.GSM8kExample) float64 {
 func TestTinyModelLearnsGSM8kFormat(t *testing.T) {
 	start := time.Now()
 	gen := eval.GSM8kGen{Seed: 11, MaxOperand: 3, Steps: 1}
-	train, test := gen.GenerateSplits(3000, 100)
+	train, test, err := gen.GenerateSplits(3000, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Training text is the few-shot layout itself: examples joined by blank
 	// lines, one continuous document (no EOS, so no document boundaries).
 	tok := eval.Bytes{}

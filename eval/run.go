@@ -67,7 +67,7 @@ func RunGSM8kEval(s Subject, cfg GSM8kConfig, outDir string, progress Progress) 
 	r := &Report{
 		Eval: "gsm8k", Model: s.Name, ModelHash: s.Hash, DataHash: dataHash,
 		ConfigHash: hashConfig(cfg), Config: cfg, Metrics: GSM8kMetrics(recs),
-		Files: []string{"gsm8k.jsonl"},
+		Items: GSM8kItems(recs), Files: []string{"gsm8k.jsonl"},
 	}
 	var invalid int
 	for _, rec := range recs {
@@ -138,7 +138,7 @@ func RunPasskeyEval(s Subject, cfg PasskeyConfig, outDir string, progress Progre
 	}
 	r := &Report{
 		Eval: task, Model: s.Name, ModelHash: s.Hash, DataHash: dataHash,
-		ConfigHash: hashConfig(cfg), Config: cfg, Metrics: PasskeyMetrics(task, recs),
+		ConfigHash: hashConfig(cfg), Config: cfg, Metrics: PasskeyMetrics(task, recs), Items: PasskeyItems(task, recs),
 		Tables: []Table{grid.Table("Accuracy (%) by length (tokens) and depth")},
 		Files:  []string{task + ".jsonl", task + ".png"},
 	}
@@ -288,9 +288,16 @@ func RunPPLEval(s Subject, cfg PPLConfig, outDir string, progress Progress) (*Re
 	if err := LossCurve(filepath.Join(outDir, "ppl.png"), "mean loss by position", res.Losses.Curve(cfg.CurvePoints, window)); err != nil {
 		return nil, err
 	}
+	metrics, items := PPLMetrics(res, cfg.Buckets), PPLItems(res, cfg.Buckets)
+	for k, it := range items {
+		if m, ok := metrics[k]; ok {
+			m.StdErr = BootstrapSE(it)
+			metrics[k] = m
+		}
+	}
 	r := &Report{
 		Eval: "ppl", Model: s.Name, ModelHash: s.Hash, DataHash: dataHash,
-		ConfigHash: hashConfig(cfg), Config: cfg, Metrics: PPLMetrics(res, cfg.Buckets),
+		ConfigHash: hashConfig(cfg), Config: cfg, Metrics: metrics, Items: items,
 		Tables: []Table{PPLTable(res.Losses.Buckets(cfg.Buckets)), {Title: "Documents", Header: []string{"scored", "skipped (too short)"},
 			Rows: [][]string{{fmt.Sprint(res.Scored), fmt.Sprint(res.Skipped)}}}},
 		Files: []string{"ppl.png"},

@@ -63,10 +63,14 @@ type Comparison struct {
 	// Drop is how much worse the candidate is (positive = worse), in the
 	// metric's units, whatever its direction.
 	Drop float64
-	// SE is the standard error of the difference when both sides have one
-	// (independent samples); DropLo/DropHi the 95% interval of Drop.
+	// SE is the standard error of the difference: paired when both sides
+	// carry per-item scores for the metric, else from the two standard
+	// errors as independent samples; DropLo/DropHi the 95% interval of
+	// Drop and P the two-sided p-value of "no difference" (-1: unknown).
 	SE             float64
 	DropLo, DropHi float64
+	P              float64
+	Method         string
 	Allowed        Allowance
 	Limit          float64 // the allowance in metric units
 	Fail           bool
@@ -98,6 +102,12 @@ func selectMetrics[V any](key string, ms map[string]V) []string {
 // limit; otherwise the point estimate decides. A key that matches no
 // baseline metric, or a metric the candidate lacks, is an error.
 func CompareMetrics(base, cand map[string]Metric, maxDrop map[string]Allowance, significant bool) ([]Comparison, error) {
+	return CompareWithItems(base, cand, nil, nil, maxDrop, significant)
+}
+
+// CompareWithItems is CompareMetrics with per-item scores: a metric whose
+// items both sides carry is compared pair by pair (ComparePaired).
+func CompareWithItems(base, cand map[string]Metric, baseItems, candItems map[string]Items, maxDrop map[string]Allowance, significant bool) ([]Comparison, error) {
 	var out []Comparison
 	for _, key := range sortedKeys(maxDrop) {
 		a := maxDrop[key]
@@ -114,8 +124,19 @@ func CompareMetrics(base, cand map[string]Metric, maxDrop map[string]Allowance, 
 			} else {
 				cmp.Drop = c.Value - b.Value
 			}
-			cmp.SE = math.Hypot(b.StdErr, c.StdErr)
-			cmp.DropLo, cmp.DropHi = cmp.Drop-z95*cmp.SE, cmp.Drop+z95*cmp.SE
+			bi, okB := baseItems[name]
+			ci, okC := candItems[name]
+			if okB && okC {
+				pd, err := ComparePaired(bi, ci, b.HigherIsBetter)
+				if err != nil {
+					return nil, fmt.Errorf("metric %s: %w", name, err)
+				}
+				cmp.SE, cmp.DropLo, cmp.DropHi, cmp.P, cmp.Method = pd.SE, pd.Lo, pd.Hi, pd.P, pd.Method
+			} else {
+				cmp.SE = math.Hypot(b.StdErr, c.StdErr)
+				cmp.DropLo, cmp.DropHi = cmp.Drop-z95*cmp.SE, cmp.Drop+z95*cmp.SE
+				cmp.P, cmp.Method = unpairedP(cmp.Drop, cmp.SE), "unpaired: normal"
+			}
 			cmp.Limit = a.Amount
 			if a.InSE {
 				cmp.Limit = a.Amount * cmp.SE
@@ -143,7 +164,11 @@ func (c Comparison) String() string {
 	}
 	ci := ""
 	if c.SE > 0 {
-		ci = fmt.Sprintf(" (95%% CI of drop %+.2f..%+.2f, s.e. %.2f)", c.DropLo, c.DropHi, c.SE)
+		p := ""
+		if c.P >= 0 {
+			p = fmt.Sprintf(", p %.3g", c.P)
+		}
+		ci = fmt.Sprintf(" (95%% CI of drop %+.4g..%+.4g, s.e. %.3g%s; %s)", c.DropLo, c.DropHi, c.SE, p, c.Method)
 	}
 	return fmt.Sprintf("%-10s %s: baseline %.4g, candidate %.4g, drop %+.4g%s, allowed %.4g (%s)",
 		verdict, c.Metric, c.Base, c.Candidate, c.Drop, ci, c.Limit, c.Allowed)

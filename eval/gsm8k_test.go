@@ -203,7 +203,10 @@ func TestGenerateGSM8kFormatDeterministicAndCorrect(t *testing.T) {
 			t.Fatalf("problem %d: gold %q", i, GSM8kGold(ex.Answer))
 		}
 	}
-	train, test := GenerateGSM8kSplits(7, 300, 100)
+	train, test, err := GenerateGSM8kSplits(7, 300, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
 	seen := map[string]bool{}
 	for _, ex := range train {
 		seen[ex.Question] = true
