@@ -95,7 +95,12 @@ func TestRopePlanCLI(t *testing.T) {
 			t.Errorf("%v: exit %d, want 2", args, code)
 		}
 	}
-	if code, _, _ := ropeRun(t, "rope", "plan", "--plot", "/nonexistent-dir/x.png"); code != 1 {
+	// The plot's directory cannot be made: a regular file stands in its way.
+	blocker := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(blocker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := ropeRun(t, "rope", "plan", "--plot", filepath.Join(blocker, "x.png")); code != 1 {
 		t.Errorf("unwritable plot: exit %d, want 1", code)
 	}
 }
