@@ -145,7 +145,11 @@ func loadIndex(ctx context.Context, opt MixOptions) (*mixIndex, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mix: %w", err)
 	}
-	idx := &mixIndex{prepare: pm, prepareHash: pm.Hash(), docs: map[string][]mixture.Doc{}}
+	prepareHash, err := pm.Hash()
+	if err != nil {
+		return nil, fmt.Errorf("mix: %s: %w", opt.Prepare, err)
+	}
+	idx := &mixIndex{prepare: pm, prepareHash: prepareHash, docs: map[string][]mixture.Doc{}}
 	for _, src := range opt.Spec.Sources {
 		ps := pm.Source(src.Name)
 		if ps == nil {

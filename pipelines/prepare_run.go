@@ -36,7 +36,10 @@ func PlanPrepare(ctx context.Context, cfg PrepareConfig) (*PreparePlan, error) {
 		return nil, err
 	}
 	p, s := beam.NewPipelineWithRoot()
-	out := BuildPrepare(s, cfg, tok.Hash(), tasks)
+	out, err := BuildPrepare(s, cfg, tok.Hash(), tasks)
+	if err != nil {
+		return nil, err
+	}
 	plan := &PreparePlan{Pipeline: p, Outputs: out, Tasks: tasks, TokenizerHash: tok.Hash()}
 	for _, t := range tasks {
 		plan.InputBytes += t.Size

@@ -18,6 +18,14 @@ import (
 // WriteDemoReport writes OUT/REPORT.md (and REPORT.json) with every stage's
 // figures and returns the Markdown.
 func WriteDemoReport(ctx context.Context, c DemoConfig, d *DemoResult) (string, error) {
+	cfgHash, err := config.Hash(c)
+	if err != nil {
+		return "", err
+	}
+	prepHash, err := d.Prepare.Hash()
+	if err != nil {
+		return "", err
+	}
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	order := DemoPoints
@@ -32,11 +40,11 @@ func WriteDemoReport(ctx context.Context, c DemoConfig, d *DemoResult) (string, 
 	w("# longctx demo report\n\n")
 	w("The recipe at toy scale: a %s-token pretraining with RoPE base %g, the base raised to the critical base for %d tokens, "+
 		"continued pretraining at %dx the length, and evals before and after. Config hash `%.12s`; seed %d; total %s.\n\n",
-		fmt.Sprint(c.ShortLen), c.Base, c.LongLen, c.LongLen/c.ShortLen, config.Hash(c), c.Seed, time.Since(d.Started).Round(time.Second))
+		fmt.Sprint(c.ShortLen), c.Base, c.LongLen, c.LongLen/c.ShortLen, cfgHash, c.Seed, time.Since(d.Started).Round(time.Second))
 
 	w("## 1. Corpus and prepare\n\n")
 	w("Sample corpus: %d files in the five real formats (gzip JSON Lines, parquet, zstd JSON Lines) under `%s`. "+
-		"Prepare manifest `%s` (hash `%.12s`, tokenizer `%.12s`).\n\n", len(d.Corpus), c.Corpus, d.PrepPath, d.Prepare.Hash(), d.Prepare.TokenizerHash)
+		"Prepare manifest `%s` (hash `%.12s`, tokenizer `%.12s`).\n\n", len(d.Corpus), c.Corpus, d.PrepPath, prepHash, d.Prepare.TokenizerHash)
 	w("| source | files | records read | written | dropped | drop reasons | tokens |\n|---|---|---|---|---|---|---|\n")
 	for _, s := range d.Prepare.Sources {
 		st := s.Stats
@@ -160,7 +168,7 @@ func WriteDemoReport(ctx context.Context, c DemoConfig, d *DemoResult) (string, 
 	if err := storage.WriteFile(ctx, filepath.Join(c.Out, "REPORT.md"), []byte(b.String())); err != nil {
 		return "", err
 	}
-	js, err := json.MarshalIndent(map[string]any{"config": c, "prepare_hash": d.Prepare.Hash(), "rope_plan": map[string]any{
+	js, err := json.MarshalIndent(map[string]any{"config": c, "prepare_hash": prepHash, "rope_plan": map[string]any{
 		"critical_dimension": pl.CriticalDimension, "critical_base": pl.CriticalBase, "extrapolation_bound": pl.ExtrapolationBound,
 		"men_lower_bound": pl.MenLowerBound, "new_base": d.NewBase}, "points": d.Points}, "", "  ")
 	if err != nil {

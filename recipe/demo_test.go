@@ -140,8 +140,8 @@ func TestDemo(t *testing.T) {
 	if err := json.Unmarshal(b, &js); err != nil {
 		t.Fatal(err)
 	}
-	if js.PrepareHash != res.Prepare.Hash() || len(js.Points) != len(DemoPoints) {
-		t.Errorf("REPORT.json: prepare hash %s (want %s), %d points", js.PrepareHash, res.Prepare.Hash(), len(js.Points))
+	if ph, err := res.Prepare.Hash(); err != nil || js.PrepareHash != ph || len(js.Points) != len(DemoPoints) {
+		t.Errorf("REPORT.json: prepare hash %s (want %s, %v), %d points", js.PrepareHash, ph, err, len(js.Points))
 	}
 	for name, p := range js.Points {
 		if p.Metrics["gsm8k_flexible"] != res.Points[name].Metrics["gsm8k_flexible"] || p.Train.FinalLoss != res.Points[name].Train.FinalLoss {

@@ -121,7 +121,7 @@ type trainState struct {
 // original. Paths (the model comes from the checkpoint, the data position
 // is checked by the source) and reporting settings are left out, and so is
 // steps, so a finished run can be extended.
-func resumeHash(c TrainConfig) string {
+func resumeHash(c TrainConfig) (string, error) {
 	c.ModelConfig, c.Init, c.Data, c.Out, c.ExportDType = "", "", "", "", ""
 	c.Resume, c.Steps, c.LogEvery, c.CheckpointEvery, c.KeepCheckpoints, c.Backend, c.PeakTFLOPS = false, 0, 0, 0, 0, "", 0
 	return config.Hash(c)
@@ -145,7 +145,11 @@ func Train(ctx context.Context, cfg TrainConfig, src SequenceSource, progress io
 		return Result{}, err
 	}
 	ckDir := filepath.Join(cfg.Out, "checkpoints")
-	st := trainState{Seed: cfg.Seed, ConfigHash: resumeHash(cfg)}
+	rh, err := resumeHash(cfg)
+	if err != nil {
+		return Result{}, err
+	}
+	st := trainState{Seed: cfg.Seed, ConfigHash: rh}
 	var w *Weights
 	var moments [][]float32 // m then v, ParamSpecs order
 	if cfg.Resume {
@@ -154,7 +158,7 @@ func Train(ctx context.Context, cfg TrainConfig, src SequenceSource, progress io
 			return Result{}, err
 		}
 		if w != nil {
-			if st.ConfigHash != resumeHash(cfg) {
+			if st.ConfigHash != rh {
 				return Result{}, fmt.Errorf("resume %s: checkpoint was written with different training settings", ckDir)
 			}
 			if err := src.Restore(st.SourceState); err != nil {
@@ -164,7 +168,7 @@ func Train(ctx context.Context, cfg TrainConfig, src SequenceSource, progress io
 		}
 	}
 	if w == nil {
-		st = trainState{Seed: cfg.Seed, ConfigHash: resumeHash(cfg)}
+		st = trainState{Seed: cfg.Seed, ConfigHash: rh}
 		if w, err = initialWeights(cfg); err != nil {
 			return Result{}, err
 		}

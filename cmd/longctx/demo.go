@@ -29,7 +29,9 @@ func runDemo(args []string) error {
 	}
 	fs := newFlags("demo", "demo [--config configs/demo.yaml] [--FIELD value ...]")
 	fs.String("config", "", "YAML demo config (configs/demo.yaml)")
-	config.BindFlags(fs, "", &cfg)
+	if err := config.BindFlags(fs, "", &cfg); err != nil {
+		return err
+	}
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}

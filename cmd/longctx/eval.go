@@ -65,8 +65,12 @@ func parseModelCmd(name, usage string, args []string, cfg any, mf *modelFlags) e
 	}
 	fs := newFlags(name, usage)
 	fs.String("config", "", "YAML config file (keys as the flags)")
-	config.BindFlags(fs, "", mf)
-	config.BindFlags(fs, "", cfg)
+	if err := config.BindFlags(fs, "", mf); err != nil {
+		return err
+	}
+	if err := config.BindFlags(fs, "", cfg); err != nil {
+		return err
+	}
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
@@ -154,7 +158,9 @@ func evalGen(args []string) error {
 	nTrain := fs.Int("train", 2000, "train problems")
 	nTest := fs.Int("test", 200, "test problems")
 	nDocs := fs.Int("docs", 0, "also write docs.jsonl: this many long documents of train problems in the few-shot layout (for eval ppl)")
-	config.BindFlags(fs, "", &g)
+	if err := config.BindFlags(fs, "", &g); err != nil {
+		return err
+	}
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}

@@ -54,7 +54,9 @@ func runPrepare(args []string) error {
 	}
 	fs := newFlags("prepare", "prepare --config FILE [flags] [Beam flags: --runner, --endpoint, --project, ...]")
 	fs.String("config", "", "YAML config file (sources, tokenizer, output)")
-	config.BindFlags(fs, "", &cfg)
+	if err := config.BindFlags(fs, "", &cfg); err != nil {
+		return err
+	}
 	fs.BoolVar(&cfg.SkipUnreadable, "skip-unreadable", cfg.SkipUnreadable, "same as -skip_unreadable")
 	// Beam keeps its options (--runner, --endpoint, --environment_type,
 	// --project, --region, --staging_location, --worker_binary, --dry_run,

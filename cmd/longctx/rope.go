@@ -40,7 +40,9 @@ type ropePlanConfig struct {
 func ropePlan(args []string) error {
 	cfg := ropePlanConfig{HeadDim: 64, Base: 10000, TrainLen: 2048, TargetLen: 16384}
 	fs := newFlags("rope plan", "rope plan --head-dim 64 --base 10000 --train-len 2048 --target-len 16384 [--new-base B] [--json] [--plot FILE]")
-	config.BindFlags(fs, "", &cfg)
+	if err := config.BindFlags(fs, "", &cfg); err != nil {
+		return err
+	}
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
@@ -83,7 +85,9 @@ type ropeExtendConfig struct {
 func ropeExtend(args []string) error {
 	var cfg ropeExtendConfig
 	fs := newFlags("rope extend", "rope extend --config in.json --base 273000 --max-positions 16384 --out out.json")
-	config.BindFlags(fs, "", &cfg)
+	if err := config.BindFlags(fs, "", &cfg); err != nil {
+		return err
+	}
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}

@@ -58,7 +58,9 @@ func ropeFreqs(args []string) error {
 		cfg.Config = path
 	}
 	fs := newFlags("rope freqs", "rope freqs --head-dim D --base B [--type T --factor F --original-max N ...] [--config config.json] [--json]")
-	config.BindFlags(fs, "", &cfg)
+	if err := config.BindFlags(fs, "", &cfg); err != nil {
+		return err
+	}
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
