@@ -18,6 +18,8 @@ import (
 	_ "github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
 	_ "github.com/apache/beam/sdks/v2/go/pkg/beam/runners/spark"
 	_ "github.com/apache/beam/sdks/v2/go/pkg/beam/runners/universal"
+	// beamx defines the --runner flag (and registers the dot runner).
+	_ "github.com/apache/beam/sdks/v2/go/pkg/beam/x/beamx"
 
 	"longctx/config"
 	"longctx/pipelines"

@@ -149,13 +149,16 @@ func TestRopeExtendCLI(t *testing.T) {
 
 	yarn := filepath.Join(dir, "yarn.json")
 	os.WriteFile(yarn, []byte(`{"head_dim": 64, "rope_theta": 10000, "rope_scaling": {"rope_type": "yarn", "factor": 4}, "max_position_embeddings": 2048}`), 0o644)
+	// An output whose directory cannot be made: a regular file stands in its way.
+	blocker := filepath.Join(dir, "file")
+	os.WriteFile(blocker, nil, 0o644)
 	for _, c := range []struct {
 		args []string
 		code int
 	}{
 		{[]string{"--config", in, "--base", "273000", "--out", out}, 2}, // no --max-positions
 		{[]string{"--config", yarn, "--base", "273000", "--max-positions", "16384", "--out", out}, 1},
-		{[]string{"--config", in, "--base", "273000", "--max-positions", "16384", "--out", filepath.Join(dir, "no", "such", "dir.json")}, 1},
+		{[]string{"--config", in, "--base", "273000", "--max-positions", "16384", "--out", filepath.Join(blocker, "dir.json")}, 1},
 		{[]string{"--config", filepath.Join(dir, "missing.json"), "--base", "273000", "--max-positions", "16384", "--out", out}, 1},
 	} {
 		if code, _, _ := ropeRun(t, append([]string{"rope", "extend"}, c.args...)...); code != c.code {
