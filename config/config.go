@@ -159,13 +159,20 @@ func fieldType(t reflect.Type, key string) (reflect.Type, bool) {
 
 // Hash returns a stable hex SHA-256 of the config's canonical YAML encoding;
 // manifests record it as lineage.
-func Hash(cfg any) string {
+// It fails only for a value YAML cannot encode (a func or channel field).
+func Hash(cfg any) (hash string, err error) {
+	// yaml.v3 panics, rather than returning an error, on kinds it cannot encode.
+	defer func() {
+		if r := recover(); r != nil {
+			hash, err = "", fmt.Errorf("config hash of %T: %v", cfg, r)
+		}
+	}()
 	data, err := yaml.Marshal(cfg)
 	if err != nil {
-		panic(fmt.Sprintf("config.Hash: %v", err))
+		return "", fmt.Errorf("config hash of %T: %w", cfg, err)
 	}
 	sum := sha256.Sum256(data)
-	return hex.EncodeToString(sum[:])
+	return hex.EncodeToString(sum[:]), nil
 }
 
 // Marshal renders cfg as YAML (for `--print-config` and reports).
@@ -174,12 +181,13 @@ func Marshal(cfg any) ([]byte, error) { return yaml.Marshal(cfg) }
 // BindFlags registers one flag per leaf field of the struct pointed to by
 // ptr, with the field's current value as the default and its help tag as the
 // usage. prefix is prepended (with a dot) to every name; pass "" for none.
-func BindFlags(fs *flag.FlagSet, prefix string, ptr any) {
+func BindFlags(fs *flag.FlagSet, prefix string, ptr any) error {
 	v := reflect.ValueOf(ptr)
 	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
-		panic("config.BindFlags: want pointer to struct")
+		return fmt.Errorf("config: binding flags to %T: want a pointer to a struct", ptr)
 	}
 	bindStruct(fs, prefix, v.Elem())
+	return nil
 }
 
 func bindStruct(fs *flag.FlagSet, prefix string, v reflect.Value) {

@@ -76,7 +76,12 @@ func TestLoadNamesFile(t *testing.T) {
 func TestBindFlags(t *testing.T) {
 	cfg := defaults()
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
-	BindFlags(fs, "", &cfg)
+	if err := BindFlags(fs, "", &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := BindFlags(fs, "", cfg); err == nil {
+		t.Fatal("binding to a struct value (not a pointer) accepted")
+	}
 	if err := fs.Parse([]string{"-name=x", "-train.steps", "5", "-verbose", "-every=3s", "-lens=1,2,3", "-seed=9"}); err != nil {
 		t.Fatal(err)
 	}
@@ -106,13 +111,25 @@ func TestConfigPath(t *testing.T) {
 	}
 }
 
+func mustHash(t *testing.T, v any) string {
+	t.Helper()
+	h, err := Hash(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
 func TestHashStable(t *testing.T) {
 	a, b := defaults(), defaults()
-	if Hash(a) != Hash(b) {
+	if mustHash(t, a) != mustHash(t, b) {
 		t.Fatal("hash differs for equal configs")
 	}
 	b.Seed = 2
-	if Hash(a) == Hash(b) {
+	if mustHash(t, a) == mustHash(t, b) {
 		t.Fatal("hash equal for different configs")
+	}
+	if _, err := Hash(struct{ F func() }{func() {}}); err == nil {
+		t.Fatal("hash of an unencodable value returned no error")
 	}
 }

@@ -75,7 +75,11 @@ func manifestFiles(ctx context.Context, opt MixOptions) (*mixIndex, []shards.Cac
 	if err != nil {
 		return nil, nil, fmt.Errorf("mix: %w", err)
 	}
-	idx := &mixIndex{prepare: pm, prepareHash: pm.Hash(), totals: map[string]mixture.SourceTotals{}, dups: map[string]Duplicates{}}
+	prepareHash, err := pm.Hash()
+	if err != nil {
+		return nil, nil, fmt.Errorf("mix: %s: %w", opt.Prepare, err)
+	}
+	idx := &mixIndex{prepare: pm, prepareHash: prepareHash, totals: map[string]mixture.SourceTotals{}, dups: map[string]Duplicates{}}
 	var refs []shards.CacheRef
 	for si, src := range opt.Spec.Sources {
 		ps := pm.Source(src.Name)

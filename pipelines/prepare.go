@@ -80,7 +80,7 @@ func (c PrepareConfig) Validate() error {
 
 // sourceHash is the lineage hash of the settings and the code that shape a
 // source's tokens; a cache made under another hash is redone.
-func (s SourceConfig) sourceHash() string {
+func (s SourceConfig) sourceHash() (string, error) {
 	return config.Hash(struct {
 		Version   int    `yaml:"version"`
 		Code      string `yaml:"code"`
@@ -145,6 +145,10 @@ func sidecarName(cache string) string { return cache + ".json" }
 func ListTasks(ctx context.Context, cfg PrepareConfig, tokenizerHash string) ([]FileTask, error) {
 	var tasks []FileTask
 	for _, s := range cfg.Sources {
+		sourceHash, err := s.sourceHash()
+		if err != nil {
+			return nil, fmt.Errorf("source %s: %w", s.Name, err)
+		}
 		seen := map[string]bool{}
 		for _, g := range s.Inputs {
 			files, err := storage.List(ctx, g)
@@ -158,7 +162,7 @@ func ListTasks(ctx context.Context, cfg PrepareConfig, tokenizerHash string) ([]
 				seen[f.Path] = true
 				tasks = append(tasks, FileTask{Source: s.Name, Format: s.Format, Input: f.Path, Size: f.Size, ETag: f.ETag,
 					MinTokens: s.MinTokens, MaxTokens: s.MaxTokens, Output: cfg.Output, Cache: CacheName(s.Name, f.Path),
-					TokenizerHash: tokenizerHash, ConfigHash: s.sourceHash()})
+					TokenizerHash: tokenizerHash, ConfigHash: sourceHash})
 			}
 		}
 		if len(seen) == 0 {

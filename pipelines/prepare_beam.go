@@ -281,7 +281,7 @@ func WriteOutputs(ctx context.Context, out string, m *shards.PrepareManifest, fi
 }
 
 // PrepareConfigHash is the lineage hash of the settings that shape outputs.
-func PrepareConfigHash(cfg PrepareConfig) string {
+func PrepareConfigHash(cfg PrepareConfig) (string, error) {
 	return config.Hash(struct {
 		Code           string         `yaml:"code"`
 		Sources        []SourceConfig `yaml:"sources"`
@@ -296,7 +296,11 @@ type PrepareOutputs struct {
 }
 
 // BuildPrepare adds the prepare pipeline for tasks to scope s.
-func BuildPrepare(s beam.Scope, cfg PrepareConfig, tokHash string, tasks []FileTask) PrepareOutputs {
+func BuildPrepare(s beam.Scope, cfg PrepareConfig, tokHash string, tasks []FileTask) (PrepareOutputs, error) {
+	cfgHash, err := PrepareConfigHash(cfg)
+	if err != nil {
+		return PrepareOutputs{}, err
+	}
 	s = s.Scope("prepare")
 	in := beam.CreateList(s, tasks)
 	// Spread files over workers: Create makes one bundle.
@@ -305,7 +309,7 @@ func BuildPrepare(s beam.Scope, cfg PrepareConfig, tokHash string, tasks []FileT
 		SkipUnreadable: cfg.SkipUnreadable, Force: cfg.Force}, in)
 	perSource := beam.CombinePerKey(s, &statsCombineFn{}, beam.ParDo(s, keyBySource, files))
 	all := beam.Combine(s, &collectFn{}, files)
-	beam.ParDo0(s, &writeManifestFn{Output: cfg.Output, TokenizerHash: tokHash, ConfigHash: PrepareConfigHash(cfg),
+	beam.ParDo0(s, &writeManifestFn{Output: cfg.Output, TokenizerHash: tokHash, ConfigHash: cfgHash,
 		Sources: cfg.Sources}, all, beam.SideInput{Input: perSource})
-	return PrepareOutputs{Files: files, PerSource: perSource}
+	return PrepareOutputs{Files: files, PerSource: perSource}, nil
 }

@@ -45,7 +45,10 @@ func PlanPrepare(ctx context.Context, cfg PrepareConfig) (*PreparePlan, error) {
 		slog.Info("prepare: removed temp files of an interrupted run", "output", cfg.Output, "files", n)
 	}
 	p, s := beam.NewPipelineWithRoot()
-	out := BuildPrepare(s, cfg, tok.Hash(), tasks)
+	out, err := BuildPrepare(s, cfg, tok.Hash(), tasks)
+	if err != nil {
+		return nil, err
+	}
 	plan := &PreparePlan{Pipeline: p, Output: cfg.Output, Outputs: out, Tasks: tasks, TokenizerHash: tok.Hash()}
 	for _, t := range tasks {
 		plan.InputBytes += t.Size

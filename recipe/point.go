@@ -112,10 +112,17 @@ func RunPoint(ctx context.Context, env Env, p Point, dir string) (PointResult, e
 			return PointResult{}, fmt.Errorf("point %s: model config: %w", p.Name, err)
 		}
 	}
-	hash := config.Hash(struct {
+	prepHash, err := prep.Hash()
+	if err != nil {
+		return PointResult{}, fmt.Errorf("point %s: %w", p.Name, err)
+	}
+	hash, err := config.Hash(struct {
 		P                    Point
 		Prepare, Init, Model string
-	}{p, prep.Hash(), initHash, modelHash})
+	}{p, prepHash, initHash, modelHash})
+	if err != nil {
+		return PointResult{}, fmt.Errorf("point %s: %w", p.Name, err)
+	}
 	if prev, err := ReadPoint(dir); err == nil && prev.Lineage.ConfigHash == hash {
 		logf("finished earlier (%s), skipped", filepath.Join(dir, PointFile))
 		prev.Skipped = true
@@ -138,7 +145,7 @@ func RunPoint(ctx context.Context, env Env, p Point, dir string) (PointResult, e
 		res.Sources = append(res.Sources, SourceResult{s.Source, s.Weight, s.TargetTokens, s.RealizedTokens, s.Repeats})
 	}
 	res.Fill, res.Sequences = mix.Manifest.Packing.Fill(), mix.Manifest.Packing.Sequences
-	res.Lineage = Lineage{ConfigHash: hash, InitHash: initHash, PrepareHash: prep.Hash(), MixtureHash: mix.Manifest.MixtureConfigHash, EvalHashes: map[string]string{}}
+	res.Lineage = Lineage{ConfigHash: hash, InitHash: initHash, PrepareHash: prepHash, MixtureHash: mix.Manifest.MixtureConfigHash, EvalHashes: map[string]string{}}
 	if res.Lineage.ShardsHash, err = fileHash(filepath.Join(shardDir, shards.ManifestName)); err != nil {
 		return PointResult{}, err
 	}

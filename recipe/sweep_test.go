@@ -51,7 +51,11 @@ func prepareDemo(t *testing.T, dir string) string {
 		}
 		files = append(files, r)
 	}
-	m, err := pipelines.BuildManifest(tok.Hash(), pipelines.PrepareConfigHash(cfg), cfg.Sources, files)
+	cfgHash, err := pipelines.PrepareConfigHash(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := pipelines.BuildManifest(tok.Hash(), cfgHash, cfg.Sources, files)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,12 +13,6 @@ func readFile(ctx context.Context, path string) ([]byte, error) {
 	return storage.ReadFile(ctx, path)
 }
 
-// writeFileAtomic writes data so readers never see a partial file and a
-// retried write overwrites.
-func writeFileAtomic(ctx context.Context, path string, data []byte) error {
-	return storage.WriteFile(ctx, path, data)
-}
-
 // readerAt is an open shard file.
 type readerAt interface {
 	io.ReaderAt

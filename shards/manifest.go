@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"longctx/storage"
 )
 
 // ManifestName is the shard directory's manifest file.
@@ -80,7 +82,7 @@ func WriteManifest(ctx context.Context, dir string, m Manifest) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(ctx, joinPath(dir, ManifestName), b)
+	return storage.WriteFile(ctx, joinPath(dir, ManifestName), b)
 }
 
 // ReadManifest reads and checks dir/manifest.json.
@@ -113,7 +115,7 @@ func WriteShard(ctx context.Context, dir, name string, seqs []Sequence, seqLen, 
 		return info, fmt.Errorf("shard %s: %w", name, err)
 	}
 	info.Path = name
-	if err := writeFileAtomic(ctx, joinPath(dir, name), data); err != nil {
+	if err := storage.WriteFile(ctx, joinPath(dir, name), data); err != nil {
 		return info, err
 	}
 	return info, nil

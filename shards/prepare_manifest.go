@@ -259,13 +259,13 @@ func (m *PrepareManifest) Encode() ([]byte, error) {
 }
 
 // Hash returns the sha256 of the encoded manifest, for lineage.
-func (m *PrepareManifest) Hash() string {
+func (m *PrepareManifest) Hash() (string, error) {
 	b, err := m.Encode()
 	if err != nil {
-		panic(err)
+		return "", fmt.Errorf("prepare manifest hash: %w", err)
 	}
 	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
+	return hex.EncodeToString(s[:]), nil
 }
 
 // WritePrepareManifest writes m to path atomically.

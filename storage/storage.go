@@ -155,11 +155,17 @@ func ReadFile(ctx context.Context, p string) ([]byte, error) {
 
 // WriteFile writes data to p atomically.
 func WriteFile(ctx context.Context, p string, data []byte) error {
+	return WriteWith(ctx, p, func(w io.Writer) error { _, err := w.Write(data); return err })
+}
+
+// WriteWith writes p atomically from fill, which streams the content: p
+// appears, complete, only when fill succeeds; on any error nothing is left.
+func WriteWith(ctx context.Context, p string, fill func(io.Writer) error) error {
 	w, err := Create(ctx, p)
 	if err != nil {
 		return err
 	}
-	if _, err := w.Write(data); err != nil {
+	if err := fill(w); err != nil {
 		w.Abort()
 		return fmt.Errorf("write %s: %w", p, err)
 	}

@@ -99,6 +99,18 @@ func TestAtomicCreate(t *testing.T) {
 			if got, _ := storage.ReadFile(ctx, p); string(got) != "new" {
 				t.Fatalf("got %q after Close", got)
 			}
+			// A fill that fails halfway leaves the old file and no temporary.
+			boom := errors.New("boom")
+			err = storage.WriteWith(ctx, p, func(w io.Writer) error { w.Write([]byte("partial")); return boom })
+			if !errors.Is(err, boom) || !strings.Contains(err.Error(), p) {
+				t.Fatalf("WriteWith error %v: want boom naming %s", err, p)
+			}
+			if got, _ := storage.ReadFile(ctx, p); string(got) != "new" {
+				t.Fatalf("got %q after a failed WriteWith", got)
+			}
+			if list, _ := storage.List(ctx, storage.Join(root, "**")); len(list) != 1 {
+				t.Fatalf("leftovers after a failed WriteWith: %v", list)
+			}
 		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"gonum.org/v1/plot"
@@ -67,9 +68,9 @@ func PlotLoss(path string, ms []StepMetrics) error {
 		return err
 	}
 	p.Add(line, plotter.NewGrid())
-	tmp := path + ".tmp.png"
-	if err := p.Save(8*vg.Inch, 4.5*vg.Inch, tmp); err != nil {
+	wt, err := p.WriterTo(8*vg.Inch, 4.5*vg.Inch, "png")
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	return writeAtomic(path, func(w io.Writer) error { _, err := wt.WriteTo(w); return err })
 }

@@ -2,18 +2,20 @@ package trainer
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 
 	"github.com/gomlx/compute/dtypes/bfloat16"
 	"github.com/gomlx/compute/dtypes/float16"
+
+	"longctx/storage"
 )
 
 // safetensors: an 8-byte little-endian header length, a JSON header
@@ -187,41 +189,13 @@ func ReadSafetensors(path string) ([]Tensor, map[string]string, error) {
 	return out, meta, nil
 }
 
-// writeAtomic writes path through a temporary file in the same directory
-// and renames it into place, so readers never see a partial file.
+// writeAtomic streams path through storage's atomic write (temp + rename),
+// so readers never see a partial file.
 func writeAtomic(path string, fill func(io.Writer) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := fill(f); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
+	return storage.WriteWith(context.Background(), path, fill)
 }
 
-// writeFileAtomic is os.WriteFile through writeAtomic.
+// writeFileAtomic is os.WriteFile through storage's atomic write.
 func writeFileAtomic(path string, data []byte) error {
-	return writeAtomic(path, func(w io.Writer) error { _, err := w.Write(data); return err })
+	return storage.WriteFile(context.Background(), path, data)
 }

@@ -135,7 +135,7 @@ type trainState struct {
 // original. Paths (the model comes from the checkpoint, the data position
 // is checked by the source) and reporting settings are left out, and so is
 // steps, so a finished run can be extended.
-func resumeHash(c TrainConfig) string {
+func resumeHash(c TrainConfig) (string, error) {
 	c.ModelConfig, c.Init, c.Data, c.Out, c.ExportDType = "", "", "", "", ""
 	c.Resume, c.Steps, c.LogEvery, c.CheckpointEvery, c.KeepCheckpoints, c.Backend, c.PeakTFLOPS = false, 0, 0, 0, 0, "", 0
 	c.Force, c.Eval = false, EvalSchedule{}
@@ -298,13 +298,17 @@ var runOutputs = []string{"checkpoints", "final", "metrics.jsonl", "summary.json
 // moments when resuming one, else the initial weights (nil moments).
 func (r *run) startWeights() (*Weights, [][]float32, error) {
 	cfg := r.cfg
+	rh, err := resumeHash(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
 	if cfg.Resume {
 		w, moments, st, err := loadLatestCheckpoint(r.ckDir)
 		if err != nil {
 			return nil, nil, err
 		}
 		if w != nil {
-			if st.ConfigHash != resumeHash(cfg) {
+			if st.ConfigHash != rh {
 				return nil, nil, fmt.Errorf("resume %s: checkpoint was written with different training settings", r.ckDir)
 			}
 			if err := r.src.Restore(st.SourceState); err != nil {
@@ -315,7 +319,7 @@ func (r *run) startWeights() (*Weights, [][]float32, error) {
 			return w, moments, nil
 		}
 	}
-	r.st = trainState{Seed: cfg.Seed, ConfigHash: resumeHash(cfg)}
+	r.st = trainState{Seed: cfg.Seed, ConfigHash: rh}
 	w, err := initialWeights(cfg, r.progress)
 	return w, nil, err
 }

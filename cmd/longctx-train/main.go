@@ -43,7 +43,9 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("longctx-train", flag.ContinueOnError)
 	fs.String("config", "", "YAML training config")
 	synthetic := fs.Int("synthetic_tokens", 0, "train on this many pseudo-random tokens in random-length documents (throughput checks only)")
-	config.BindFlags(fs, "", &cfg)
+	if err := config.BindFlags(fs, "", &cfg); err != nil {
+		return err
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

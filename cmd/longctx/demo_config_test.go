@@ -4,12 +4,13 @@ import (
 	"testing"
 
 	"longctx/config"
+	"longctx/recipe"
 )
 
 // TestDemoConfigRunsInTrainingEvals checks configs/demo.yaml loads and its
 // CPT points evaluate during training (the report's metric-vs-step curves).
 func TestDemoConfigRunsInTrainingEvals(t *testing.T) {
-	cfg := defaultDemoConfig()
+	cfg := recipe.DefaultDemoConfig()
 	if err := config.Load("../../configs/demo.yaml", &cfg); err != nil {
 		t.Fatal(err)
 	}

@@ -48,7 +48,9 @@ func runMix(args []string) error {
 	}
 	fs := newFlags("mix", "mix --config FILE [flags] [Beam flags: --endpoint, --project, --region, ...]")
 	fs.String("config", "", "YAML config file (mixture sources, weights and sweep points come from it)")
-	config.BindFlags(fs, "", &cfg)
+	if err := config.BindFlags(fs, "", &cfg); err != nil {
+		return err
+	}
 	// Beam keeps its runner options on flag.CommandLine; share them (our
 	// -runner comes from the config and wins) so one command line sets both.
 	flag.CommandLine.VisitAll(func(f *flag.Flag) {

@@ -4,10 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	beamlog "github.com/apache/beam/sdks/v2/go/pkg/beam/log"
@@ -20,6 +18,8 @@ import (
 	_ "github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
 	_ "github.com/apache/beam/sdks/v2/go/pkg/beam/runners/spark"
 	_ "github.com/apache/beam/sdks/v2/go/pkg/beam/runners/universal"
+	// beamx defines the --runner flag (and registers the dot runner).
+	_ "github.com/apache/beam/sdks/v2/go/pkg/beam/x/beamx"
 
 	"longctx/config"
 	"longctx/pipelines"
@@ -56,7 +56,9 @@ func runPrepare(args []string) error {
 	}
 	fs := newFlags("prepare", "prepare --config FILE [flags] [Beam flags: --runner, --endpoint, --project, ...]")
 	fs.String("config", "", "YAML config file (sources, tokenizer, output)")
-	config.BindFlags(fs, "", &cfg)
+	if err := config.BindFlags(fs, "", &cfg); err != nil {
+		return err
+	}
 	fs.BoolVar(&cfg.SkipUnreadable, "skip-unreadable", cfg.SkipUnreadable, "same as -skip_unreadable")
 	// Beam keeps its options (--runner, --endpoint, --environment_type,
 	// --project, --region, --staging_location, --worker_binary, --dry_run,
@@ -100,54 +102,10 @@ func runPrepare(args []string) error {
 	// Beam logs its execution plan at info; keep the CLI readable unless
 	// LONGCTX_LOG=debug asks for everything (or a dry run prints its job).
 	if os.Getenv("LONGCTX_LOG") != "debug" && !dryRun {
-		beamlog.SetLogger(beamLogger{min: beamlog.SevWarn})
+		beamlog.SetLogger(pipelines.BeamLogger{Min: beamlog.SevWarn})
 	}
-
-	ctx := context.Background()
-	plan, err := pipelines.PlanPrepare(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "prepare: %d input files (%.1f MB) in %d sources, runner %s, output %s\n",
-		len(plan.Tasks), float64(plan.InputBytes)/1e6, len(cfg.Sources), runner, cfg.Output)
-	start := time.Now()
-	stop := plan.StartProgress()
-	err = plan.Run(ctx) // one line naming the file and cause; the full error in the debug log
-	stop()
-	if err != nil {
-		return fmt.Errorf("prepare: %w", err)
-	}
-	if dryRun {
-		fmt.Fprintln(os.Stderr, "prepare: dry run, nothing written")
-		return nil
-	}
-	m, err := pipelines.ReadManifest(ctx, cfg.Output)
-	if err != nil {
-		return fmt.Errorf("pipeline finished but its manifest is missing: %w", err)
-	}
-	el := time.Since(start)
-	fmt.Printf("prepare: done in %s: %.1f MB in, %.2f MB/s\n", el.Round(time.Millisecond), float64(plan.InputBytes)/1e6,
-		float64(plan.InputBytes)/1e6/el.Seconds())
-	for _, s := range m.Sources {
-		fmt.Printf("  %-12s files %4d  read %8d  written %8d  dropped %6d  tokens %12d\n", s.Name, s.Stats.Files,
-			s.Stats.Read, s.Stats.Written, s.Stats.Dropped(), s.Stats.Tokens)
-	}
-	fmt.Printf("manifest %s, report %s, dead letters %s (under %s)\n", "manifest.json", m.Report, m.DeadLetters, cfg.Output)
-	return nil
-}
-
-// beamLogger forwards Beam's log lines at or above min to slog.
-type beamLogger struct{ min beamlog.Severity }
-
-func (l beamLogger) Log(ctx context.Context, sev beamlog.Severity, _ int, msg string) {
-	if sev < l.min {
-		return
-	}
-	level := slog.LevelWarn
-	if sev >= beamlog.SevError {
-		level = slog.LevelError
-	}
-	slog.Log(ctx, level, "beam: "+msg)
+	_, err := pipelines.RunPrepare(context.Background(), cfg, runner, dryRun, os.Stdout, os.Stderr)
+	return err
 }
 
 func inputsOf(cfg pipelines.PrepareConfig) []string {

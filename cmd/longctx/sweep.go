@@ -28,7 +28,9 @@ func runSweep(args []string) error {
 	}
 	fs := newFlags("sweep", "sweep --config FILE [--FIELD value ...]")
 	fs.String("config", "", "YAML sweep config (configs/sweeps/*.yaml)")
-	config.BindFlags(fs, "", &cfg)
+	if err := config.BindFlags(fs, "", &cfg); err != nil {
+		return err
+	}
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}

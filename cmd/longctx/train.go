@@ -26,7 +26,9 @@ func runTrain(args []string) error {
 	}
 	fs := newFlags("train", "train --config FILE [--resume] [--FIELD value ...]")
 	fs.String("config", "", "YAML training config (configs/train/*.yaml)")
-	config.BindFlags(fs, "", &cfg)
+	if err := config.BindFlags(fs, "", &cfg); err != nil {
+		return err
+	}
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}

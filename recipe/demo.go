@@ -1,0 +1,373 @@
+package recipe
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"longctx/config"
+	"longctx/corpus"
+	"longctx/eval"
+	"longctx/mixture"
+	"longctx/pipelines"
+	"longctx/rope"
+	"longctx/shards"
+	"longctx/storage"
+	"longctx/trainer"
+)
+
+// DemoConfig is the whole recipe at toy scale: the sample corpus, prepare,
+// a short-context pretraining, the RoPE plan, continued pretraining at 4x the
+// length, and evals before and after, plus the two experiments.
+type DemoConfig struct {
+	Out       string  `yaml:"out" help:"output directory (report: OUT/REPORT.md)"`
+	Seed      uint64  `yaml:"seed" help:"seed of the corpus, mixtures, inits and eval data"`
+	Prepare   string  `yaml:"prepare" help:"prepare config for the sample corpus (its output feeds the mixtures)"`
+	Corpus    string  `yaml:"corpus" help:"where the sample corpus is generated (must match the prepare config's inputs)"`
+	Tokenizer string  `yaml:"tokenizer" help:"tokenizer.json used by the evals"`
+	ShortLen  int     `yaml:"short_len" help:"pretraining context length"`
+	LongLen   int     `yaml:"long_len" help:"continued-pretraining context length (the target)"`
+	Base      float64 `yaml:"base" help:"RoPE base of pretraining"`
+	// Mixture gives the sources and weights; seq_len and total_tokens are set
+	// per stage from the fields below.
+	Mixture        mixture.Spec        `yaml:"mixture"`
+	PretrainTokens int64               `yaml:"pretrain_tokens" help:"token budget of the pretraining mixture"`
+	CPTTokens      int64               `yaml:"cpt_tokens" help:"token budget of each continued-pretraining mixture"`
+	MathSource     string              `yaml:"math_source" help:"the math source (experiment 2 sets its weight to 0)"`
+	Pretrain       trainer.TrainConfig `yaml:"pretrain"`
+	CPT            trainer.TrainConfig `yaml:"cpt"`
+	GSM8kTrain     int                 `yaml:"gsm8k_train" help:"generated GSM8k-format few-shot pool size"`
+	GSM8kTest      int                 `yaml:"gsm8k_test" help:"generated GSM8k-format test questions"`
+	Eval           eval.SuiteConfig    `yaml:"eval"`
+}
+
+// DefaultDemoConfig is configs/demo.yaml's shape with the library defaults.
+func DefaultDemoConfig() DemoConfig {
+	return DemoConfig{Out: "demo-out", Seed: 1, Prepare: "configs/sources/demo.yaml", Corpus: "demo-out/corpus",
+		Tokenizer: "tokenizer/testdata/tokenizer.json", ShortLen: 256, LongLen: 1024, Base: 10000,
+		Mixture: mixture.Spec{Name: "demo", Seed: 1, Upsample: mixture.UpsampleRepeat, MaxRepeats: 8}, MathSource: "math",
+		Pretrain: trainer.DefaultTrainConfig(), CPT: trainer.DefaultTrainConfig(), Eval: eval.DefaultSuite(),
+		GSM8kTrain: 50, GSM8kTest: 40}
+}
+
+// DemoPoints are the demo's experiment points in report order.
+var DemoPoints = []string{"pretrain", "cpt-raised", "cpt-kept", "cpt-nomath"}
+
+// DemoResult is everything the demo measured; OUT/REPORT.json holds it.
+type DemoResult struct {
+	Corpus   []corpus.DemoFile
+	Prepare  *shards.PrepareManifest
+	PrepPath string                 // prepare manifest path
+	Plan     rope.PlanResult        // short_len -> long_len at the model's head_dim
+	NewBase  float64                // the base CPT used: the critical base, rounded
+	Points   map[string]PointResult // by name (DemoPoints)
+	Timings  []string               // Markdown rows "| stage | wall time |"
+	Started  time.Time
+}
+
+// demo is one run's state: its config, where it prints and what it found.
+type demo struct {
+	cfg      DemoConfig
+	out, log io.Writer
+	stage    int
+	res      DemoResult
+}
+
+// Demo runs the recipe at toy scale and writes OUT/REPORT.md and
+// OUT/REPORT.json. Tool output (the prepare summary, the RoPE plan, the
+// report) goes to out, progress to log. Finished points are reused on rerun.
+func Demo(ctx context.Context, cfg DemoConfig, out, log io.Writer) (*DemoResult, error) {
+	d := &demo{cfg: cfg, out: out, log: log}
+	if err := d.run(ctx); err != nil {
+		return nil, err
+	}
+	return &d.res, nil
+}
+
+func (d *demo) stepf(format string, a ...any) {
+	d.stage++
+	fmt.Fprintf(d.log, "\n=== demo %d/8: %s\n", d.stage, fmt.Sprintf(format, a...))
+}
+
+func (d *demo) timed(name string, f func() error) error {
+	t := time.Now()
+	err := f()
+	d.res.Timings = append(d.res.Timings, fmt.Sprintf("| %s | %s |", name, time.Since(t).Round(100*time.Millisecond)))
+	return err
+}
+
+func (d *demo) run(ctx context.Context) error {
+	c := d.cfg
+	d.res.Points = map[string]PointResult{}
+	d.res.Started = time.Now()
+
+	d.stepf("sample corpus in five real formats -> %s", c.Corpus)
+	if err := d.timed("corpus", func() error { return d.generateCorpus(ctx) }); err != nil {
+		return err
+	}
+	for _, f := range d.res.Corpus {
+		fmt.Fprintf(d.log, "  %-60s %-12s %4d records (%d malformed) %8d bytes\n", f.Path, f.Format, f.Records, f.Malformed, f.Bytes)
+	}
+
+	d.stepf("prepare (Beam): tokenize, filter, token caches (%s)", c.Prepare)
+	pcfg := pipelines.DefaultPrepareConfig()
+	if err := config.Load(c.Prepare, &pcfg); err != nil {
+		return err
+	}
+	if err := d.timed("prepare", func() error {
+		_, err := pipelines.RunPrepare(ctx, pcfg, "direct", false, d.out, d.log)
+		return err
+	}); err != nil {
+		return err
+	}
+	d.res.PrepPath = storage.Join(pcfg.Output, "manifest.json")
+	var err error
+	if d.res.Prepare, err = shards.ReadPrepareManifest(ctx, d.res.PrepPath); err != nil {
+		return err
+	}
+
+	// Evaluation data: generated GSM8k-format splits and held-out long
+	// documents for perplexity by position.
+	ev, err := d.evalData(ctx)
+	if err != nil {
+		return err
+	}
+	env := Env{Prepare: d.res.PrepPath, Tokenizer: c.Tokenizer, Backend: c.Pretrain.Backend, Log: d.log}
+
+	d.stepf("pretrain a tiny model at %d tokens, RoPE base %g (mix -> train -> eval)", c.ShortLen, c.Base)
+	pre := Point{Name: "pretrain", Mixture: d.mixture("pretrain", c.ShortLen, c.PretrainTokens, nil), Train: c.Pretrain, Eval: ev}
+	// The export accepts the long length so the "before" evals can measure
+	// how the short-context model does past its training length.
+	pre.Train.RopeTheta, pre.Train.MaxPositions = c.Base, c.LongLen
+	if err := d.timed("pretrain (mix+train+eval)", func() error { return d.point(ctx, env, pre) }); err != nil {
+		return err
+	}
+	mc, err := trainer.LoadModelConfig(c.Pretrain.ModelConfig)
+	if err != nil {
+		return err
+	}
+
+	d.stepf("rope plan: %d -> %d tokens at head_dim %d", c.ShortLen, c.LongLen, mc.HeadDimension())
+	if err := d.ropePlan(ctx, mc.HeadDimension()); err != nil {
+		return err
+	}
+
+	startCkpt := filepath.Join(c.Out, "points", "pretrain", "train", "final")
+	cpt := func(name string, base float64, zeroMath bool) Point {
+		var w map[string]float64
+		if zeroMath {
+			w = map[string]float64{c.MathSource: 0}
+		}
+		p := Point{Name: name, Mixture: d.mixture(name, c.LongLen, c.CPTTokens, w), Train: c.CPT, Eval: ev}
+		p.Train.Init, p.Train.ModelConfig, p.Train.RopeTheta, p.Train.MaxPositions = startCkpt, "", base, c.LongLen
+		return p
+	}
+	newBase := d.res.NewBase
+	d.stepf("continued pretraining at %d tokens with the base raised to %.0f (the critical base)", c.LongLen, newBase)
+	if err := d.timed("CPT raised base (mix+train+eval)", func() error { return d.point(ctx, env, cpt("cpt-raised", newBase, false)) }); err != nil {
+		return err
+	}
+	d.stepf("experiment 1: the same CPT with the base kept at %g", c.Base)
+	if err := d.timed("CPT base kept (mix+train+eval)", func() error { return d.point(ctx, env, cpt("cpt-kept", c.Base, false)) }); err != nil {
+		return err
+	}
+	d.stepf("experiment 2: the same CPT (raised base) with no %s in the mixture", c.MathSource)
+	if err := d.timed("CPT no math (mix+train+eval)", func() error { return d.point(ctx, env, cpt("cpt-nomath", newBase, true)) }); err != nil {
+		return err
+	}
+
+	d.stepf("report")
+	md, err := WriteDemoReport(ctx, c, &d.res)
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(d.log, "\n"+md)
+	return nil
+}
+
+// ropePlan derives the critical base for short_len -> long_len, prints the
+// plan as `longctx rope plan` does and draws OUT/rope-plan.png.
+func (d *demo) ropePlan(ctx context.Context, headDim int) error {
+	c := d.cfg
+	pl, err := rope.Plan(headDim, c.Base, c.ShortLen, c.LongLen, 0)
+	if err != nil {
+		return err
+	}
+	d.res.Plan, d.res.NewBase = pl, math.Round(pl.CriticalBase)
+	png := filepath.Join(c.Out, "rope-plan.png")
+	if err := storage.WriteWith(ctx, png, func(w io.Writer) error { return rope.PlotWavelengths(w, pl) }); err != nil {
+		return fmt.Errorf("plot %s: %w", png, err)
+	}
+	rope.WritePlan(d.out, pl)
+	if pl.NewBase < pl.MenLowerBound {
+		fn := rope.FirstNegative(pl.HeadDim, pl.NewBase, pl.TargetLen)
+		fmt.Fprintf(d.log, "longctx rope plan: warning: base %s is below the Men et al. lower bound %s for %d tokens "+
+			"(the score turns negative at distance %d); long context may be superficial: check retrieval, not only perplexity\n",
+			rope.FormatBase(pl.NewBase), rope.FormatBase(pl.MenLowerBound), pl.TargetLen, fn)
+	}
+	fmt.Fprintf(d.log, "longctx rope plan: wrote %s\n", png)
+	return nil
+}
+
+// mixture returns the demo mixture for a stage; weights overrides some
+// sources' weights (0 removes the source) and rescales the others to keep
+// the total at 1.
+func (d *demo) mixture(name string, seqLen int, tokens int64, weights map[string]float64) mixture.Spec {
+	s := d.cfg.Mixture
+	s.Name, s.SeqLen, s.TotalTokens, s.Sweep = "demo-"+name, seqLen, tokens, nil
+	var fixed, rest float64
+	for _, src := range s.Sources {
+		if w, ok := weights[src.Name]; ok {
+			fixed += w
+		} else {
+			rest += src.Weight
+		}
+	}
+	var out []mixture.Source
+	for _, src := range s.Sources {
+		w, ok := weights[src.Name]
+		if !ok {
+			w = src.Weight * (1 - fixed) / rest
+		}
+		if w > 0 {
+			out = append(out, mixture.Source{Name: src.Name, Weight: w})
+		}
+	}
+	s.Sources = out
+	return s
+}
+
+func (d *demo) point(ctx context.Context, env Env, p Point) error {
+	r, err := RunPoint(ctx, env, p, filepath.Join(d.cfg.Out, "points", p.Name))
+	if err != nil {
+		return err
+	}
+	d.res.Points[p.Name] = r
+	return nil
+}
+
+// corpusMarker records what generated a corpus directory, so a rerun keeps
+// the files (and their etags) and prepare and every finished point are reused.
+type corpusMarker struct {
+	Key   string            `json:"key"`
+	Files []corpus.DemoFile `json:"files"`
+}
+
+// generateCorpus writes the sample corpus and the GSM8k-format splits, or
+// keeps a corpus generated earlier with the same settings.
+func (d *demo) generateCorpus(ctx context.Context) error {
+	c := d.cfg
+	train, test, err := eval.GenerateGSM8kSplits(c.Seed, c.GSM8kTrain, c.GSM8kTest)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(c.Out, "eval-data")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := eval.WriteGSM8kJSONL(filepath.Join(dir, "gsm8k-train.jsonl"), train); err != nil {
+		return err
+	}
+	if err := eval.WriteGSM8kJSONL(filepath.Join(dir, "gsm8k-test.jsonl"), test); err != nil {
+		return err
+	}
+	markerPath := filepath.Join(c.Corpus, ".longctx-demo-corpus.json")
+	key := fmt.Sprintf("seed=%d gsm8k_train=%d gsm8k_test=%d", c.Seed, c.GSM8kTrain, c.GSM8kTest)
+	var m corpusMarker
+	if b, err := os.ReadFile(markerPath); err == nil && json.Unmarshal(b, &m) == nil && m.Key == key {
+		d.res.Corpus = m.Files
+		fmt.Fprintf(d.log, "  corpus generated earlier with %s: kept\n", key)
+		return nil
+	}
+	if d.res.Corpus, err = corpus.GenerateDemo(ctx, c.Corpus, c.Seed); err != nil {
+		return err
+	}
+	if err := d.gsm8kCorpus(ctx, train); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(corpusMarker{Key: key, Files: d.res.Corpus}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return storage.WriteFile(ctx, markerPath, b)
+}
+
+// gsm8kCorpus adds the GSM8k-format train split to the corpus as a
+// FineMath-layout parquet file of worked problems, so the math share of a
+// mixture is what GSM8k measures. Test questions never appear in training.
+func (d *demo) gsm8kCorpus(ctx context.Context, train []eval.GSM8kExample) error {
+	c := d.cfg
+	docs := eval.GSM8kDocuments(train, max(1, len(train)/10))
+	rows := make([]corpus.FineMathRow, len(docs))
+	for i := range docs {
+		url, warc, off, text := fmt.Sprintf("https://example.org/gsm8k-format/%d", i), "demo-gsm8k-format.warc.gz", int32(i), docs[i].Text
+		rows[i] = corpus.FineMathRow{URL: &url, WarcFilename: &warc, WarcRecordOffset: &off, Text: &text}
+	}
+	var buf bytes.Buffer
+	if err := corpus.WriteParquet(&buf, rows, 64); err != nil {
+		return err
+	}
+	rel := "finemath/finemath-4plus/train-gsm8k-format.parquet"
+	if err := storage.WriteFile(ctx, filepath.Join(c.Corpus, rel), buf.Bytes()); err != nil {
+		return err
+	}
+	d.res.Corpus = append(d.res.Corpus, corpus.DemoFile{Path: rel, Format: "finemath", Records: len(rows), Bytes: buf.Len()})
+	return nil
+}
+
+// evalData writes the GSM8k-format splits and the perplexity documents and
+// returns the eval suite pointing at them.
+func (d *demo) evalData(ctx context.Context) (eval.SuiteConfig, error) {
+	c := d.cfg
+	ev := c.Eval
+	dir := filepath.Join(c.Out, "eval-data")
+	ev.GSM8k.Train, ev.GSM8k.Test = filepath.Join(dir, "gsm8k-train.jsonl"), filepath.Join(dir, "gsm8k-test.jsonl")
+	// Held-out books: the same generator with another seed, so no document
+	// was trained on.
+	held := filepath.Join(dir, "heldout")
+	files, err := corpus.GenerateDemo(ctx, held, c.Seed+1000)
+	if err != nil {
+		return ev, err
+	}
+	format, err := pipelines.LookupFormat("dolma")
+	if err != nil {
+		return ev, err
+	}
+	var lines []byte
+	for _, f := range files {
+		if f.Format != "dolma" {
+			continue
+		}
+		p := filepath.Join(held, f.Path)
+		r, err := storage.Open(ctx, p)
+		if err != nil {
+			return ev, err
+		}
+		err = pipelines.ReadJSONLines(r, format, p, "books", pipelines.Emit{
+			Doc: func(doc pipelines.Document) error {
+				b, _ := json.Marshal(map[string]string{"id": doc.ID, "text": doc.Text})
+				lines = append(append(lines, b...), '\n')
+				return nil
+			},
+			Bad: func(pipelines.Malformed) error { return nil }, // the generator's deliberate faults
+		})
+		r.Close()
+		if err != nil {
+			return ev, err
+		}
+	}
+	ev.PPL.Data = []string{filepath.Join(dir, "ppl-books.jsonl")}
+	if err := storage.WriteFile(ctx, ev.PPL.Data[0], lines); err != nil {
+		return ev, err
+	}
+	if err := os.RemoveAll(held); err != nil {
+		return ev, err
+	}
+	return ev, nil
+}
