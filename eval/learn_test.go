@@ -38,7 +38,9 @@ func chanceAccuracy(train, test []eval.GSM8kExample) float64 {
 // harness protocol (prompt layout, greedy KV-cache decoding, stop at
 // "Question:", strict "#### N" match). Chance is the best constant answer,
 // the score of a model that learnt the format but not the arithmetic.
-// Measured when written: loss 5.50 -> 0.23, strict 22% vs chance 15%.
+// Measured: 600 steps, loss 5.50 -> 0.15, strict 26% vs chance 15% (300
+// steps reached loss 0.23 but 15-22% strict, too close to chance to pass
+// whatever float rounding the trajectory took).
 func TestTinyModelLearnsGSM8kFormat(t *testing.T) {
 	start := time.Now()
 	gen := eval.GSM8kGen{Seed: 11, MaxOperand: 3, Steps: 1}
@@ -111,4 +113,4 @@ func TestTinyModelLearnsGSM8kFormat(t *testing.T) {
 	}
 }
 
-const trainSteps = 300
+const trainSteps = 600
