@@ -1,7 +1,6 @@
 package trainer
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -271,27 +270,7 @@ func ReadEvalPoints(path string) ([]EvalPoint, error) { return readEvalPoints(pa
 // readEvalPoints reads the points up to step upTo (all when upTo < 0); a
 // missing file is no points.
 func readEvalPoints(path string, upTo int) ([]EvalPoint, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []EvalPoint
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	for line := 1; sc.Scan(); line++ {
-		var p EvalPoint
-		if err := json.Unmarshal(sc.Bytes(), &p); err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", path, line, err)
-		}
-		if upTo < 0 || p.Step <= upTo {
-			out = append(out, p)
-		}
-	}
-	return out, sc.Err()
+	return readStepLines(path, upTo, func(p EvalPoint) int { return p.Step })
 }
 
 func writeEvalPoints(path string, pts []EvalPoint) error {

@@ -1,7 +1,7 @@
 package trainer
 
 import (
-	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,29 +16,39 @@ import (
 // readMetrics returns the metrics lines with step <= upTo (a resumed run
 // drops what came after its checkpoint). A missing file is empty.
 func readMetrics(path string, upTo int) ([]StepMetrics, error) {
-	f, err := os.Open(path)
+	return readStepLines(path, upTo, func(m StepMetrics) int { return m.Step })
+}
+
+// readStepLines reads a JSON Lines file of per-step records (metrics.jsonl,
+// evals.jsonl) and keeps those with step <= upTo (all when upTo < 0). A
+// missing file is no records. A crash can cut only the last line short: that
+// line is dropped; a bad line anywhere else is an error naming it.
+func readStepLines[T any](path string, upTo int, step func(T) int) ([]T, error) {
+	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	var out []StepMetrics
-	sc := bufio.NewScanner(f)
-	line := 0
-	for sc.Scan() {
-		line++
-		var m StepMetrics
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			// A crash can cut the last line short: it is after the checkpoint, so dropped.
+	lines := bytes.Split(bytes.TrimRight(data, "\n"), []byte("\n"))
+	var out []T
+	for i, l := range lines {
+		if len(l) == 0 {
 			continue
 		}
-		if m.Step <= upTo {
-			out = append(out, m)
+		var r T
+		if err := json.Unmarshal(l, &r); err != nil {
+			if i == len(lines)-1 && !bytes.HasSuffix(data, []byte("\n")) {
+				break // the line a crash cut short
+			}
+			return nil, fmt.Errorf("%s:%d: %w", path, i+1, err)
+		}
+		if upTo < 0 || step(r) <= upTo {
+			out = append(out, r)
 		}
 	}
-	return out, sc.Err()
+	return out, nil
 }
 
 func rewriteMetrics(path string, ms []StepMetrics) error {
