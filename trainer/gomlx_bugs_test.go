@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph"
@@ -81,40 +82,16 @@ func TestGoMLXBF16SoftmaxFailsOnGoBackend(t *testing.T) {
 // configuration can deadlock here; DefaultBackend (ops_sequential) must
 // finish.
 func TestGoBackendParallelOpsWorkaround(t *testing.T) {
-	backend := testBackend(t)
 	rng := rand.New(rand.NewPCG(1, 1))
 	a := tensors.FromFlatDataAndDimensions(randF32(rng, 256*192), 256, 192)
-	done := make(chan error, 1)
-	go func() {
-		_, err := ExecOnce(backend, func(x *Node) *Node {
-			var sum *Node
-			for i := range 8 {
-				y := MatMul(MulScalar(x, float64(i+1)), Transpose(x, 0, 1)) // independent [256, 256] matmuls
-				if sum == nil {
-					sum = y
-				} else {
-					sum = Add(sum, y)
-				}
-			}
-			return ReduceAllSum(sum)
-		}, a)
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatalf("parallel matmuls did not finish in 60s with %s", DefaultBackend)
-	}
+	finishWithin(t, testBackend(t), DefaultBackend, 60*time.Second, 1, 8, a, func(y *Node) *Node { return y })
 }
 
 // ParallelBackend runs independent ops concurrently without the deadlock:
 // with unlimited parallelism a node does not hold a pool slot while its
 // matmul waits for workers (the deadlock of the default bounded pool; this
 // graph hangs with plain "go"). Many independent matmuls, each followed by
-// elementwise ops, repeated; a hang fails the test after two minutes.
+// elementwise ops, repeated.
 func TestParallelBackendDoesNotHang(t *testing.T) {
 	backend, err := NewBackend(ParallelBackend)
 	if err != nil {
@@ -122,13 +99,21 @@ func TestParallelBackendDoesNotHang(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(1, 1))
 	a := tensors.FromFlatDataAndDimensions(randF32(rng, 384*256), 384, 256)
+	finishWithin(t, backend, ParallelBackend, 120*time.Second, 8, 16, a, func(y *Node) *Node { return Sqrt(Abs(y)) })
+}
+
+// finishWithin runs, runs times, a graph of n independent matmuls x·xᵀ
+// (each scaled differently and passed through after) summed, and fails
+// the test if they do not all finish within limit: a hang is the failure.
+func finishWithin(t *testing.T, backend compute.Backend, name string, limit time.Duration, runs, n int, x *tensors.Tensor, after func(*Node) *Node) {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() {
-		for range 8 {
+		for range runs {
 			_, err := ExecOnce(backend, func(x *Node) *Node {
 				var sum *Node
-				for i := range 16 {
-					y := Sqrt(Abs(MatMul(MulScalar(x, float64(i+1)), Transpose(x, 0, 1))))
+				for i := range n {
+					y := after(MatMul(MulScalar(x, float64(i+1)), Transpose(x, 0, 1)))
 					if sum == nil {
 						sum = y
 					} else {
@@ -136,7 +121,7 @@ func TestParallelBackendDoesNotHang(t *testing.T) {
 					}
 				}
 				return ReduceAllSum(sum)
-			}, a)
+			}, x)
 			if err != nil {
 				done <- err
 				return
@@ -149,7 +134,7 @@ func TestParallelBackendDoesNotHang(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(120 * time.Second):
-		t.Fatalf("independent matmuls did not finish in 120s with %s", ParallelBackend)
+	case <-time.After(limit):
+		t.Fatalf("%d independent matmuls did not finish in %s with %s", n, limit, name)
 	}
 }
