@@ -169,8 +169,12 @@ func (a attnLayout) blockMask(doc *Node, i int, salt *Node) *Node {
 	sd := Add(doc, salt)
 	docQ := Reshape(Slice(sd, AxisRange(), AxisRange(i*a.bs, e)), a.B, a.bs, 1)
 	docK := Reshape(Slice(sd, AxisRange(), AxisRange(0, e)), a.B, 1, e)
-	qpos := Add(Iota(g, shapes.Make(dtypes.Int32, a.bs, e), 0), AddScalar(salt, float64(i*a.bs)))
-	kpos := Add(Iota(g, shapes.Make(dtypes.Int32, a.bs, e), 1), salt)
+	// Positions as [bs, 1] and [1, e], broadcast by the comparison: the
+	// backend merges identical nodes, so full [bs, e] iotas would be shared
+	// by every layer and pass and stay alive for the whole step (~0.5 GB at
+	// 16k tokens).
+	qpos := Add(Iota(g, shapes.Make(dtypes.Int32, a.bs, 1), 0), AddScalar(salt, float64(i*a.bs)))
+	kpos := Add(Iota(g, shapes.Make(dtypes.Int32, 1, e), 1), salt)
 	m := LogicalAnd(Equal(docQ, docK), Reshape(GreaterOrEqual(qpos, kpos), 1, a.bs, e)) // [B, bs, e]
 	m = BroadcastToDims(Reshape(m, a.B, 1, a.bs, 1, e), a.B, a.Hkv, a.bs, a.G, e)
 	return Reshape(m, a.B*a.Hkv, a.bs*a.G, e)
@@ -245,11 +249,13 @@ func (a attnLayout) backward(q, k, v, o, dO *Node, mask func(i int) *Node) (dq, 
 }
 
 // addPrefix returns acc + x, where x [BH, D, e] covers the first e of the
-// S columns of acc (nil acc = zeros).
+// S columns of acc (nil acc = zeros). It pads rather than concatenating a
+// zeros tensor: identical zeros nodes of every layer would be merged into
+// one, kept alive from the first layer's backward pass to the last's.
 func addPrefix(acc, x *Node, S int) *Node {
 	e := x.Shape().Dim(2)
 	if e < S {
-		x = Concatenate([]*Node{x, Zeros(x.Graph(), shapes.Make(x.DType(), x.Shape().Dim(0), x.Shape().Dim(1), S-e))}, 2)
+		x = Pad(x, ScalarZero(x.Graph(), x.DType()), PadAxis{}, PadAxis{}, PadAxis{End: S - e})
 	}
 	if acc == nil {
 		return x
