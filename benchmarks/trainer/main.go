@@ -4,7 +4,7 @@
 // PyTorch/longctx ratio, training GFLOP/s and its fraction of the machine's
 // sgemm peak (OpenBLAS through PyTorch; GoMLX's matmul is shown next to it).
 //
-//	go run ./benchmarks/trainer [-shapes demo,4l,30l,16k-2l] [-steps 2] [-waits passive,default]
+//	go run ./benchmarks/trainer [-shapes demo,4l,30l,16k-2l] [-steps 2] [-waits passive,default] [-memory-limit 3.5GiB]
 //
 // Shapes: demo (configs/model/demo.yaml, batch 8, seq 256), 4l (SmolLM2-135M
 // shape, 4 layers, seq 2048), 30l (all 30 layers, seq 2048), 16k-2l (2 layers,
@@ -103,7 +103,8 @@ func main() {
 	steps := flag.Int("steps", 2, "timed training steps per shape and side (after one untimed warm-up/compile step)")
 	threads := flag.Int("threads", 2, "threads per side (GOMAXPROCS for longctx, torch.set_num_threads for PyTorch)")
 	waits := flag.String("waits", "passive,default", "PyTorch OMP_WAIT_POLICY settings to run (passive is the faster)")
-	block := flag.Int("block", 512, "longctx attention block")
+	block := flag.Int("block", 256, "longctx attention block")
+	memLimit := flag.String("memory-limit", "", "longctx's memory_limit (soft heap limit, e.g. 3.5GiB; empty = the trainer's default, 80% of physical memory)")
 	recomputeAll := flag.Bool("recompute", false, "longctx recomputes layers on every shape (default: only where the shape says)")
 	python := flag.String("python", "/usr/bin/python3", "python with Debian's python3-torch")
 	sgemm := flag.String("sgemm", "2048x576x1536,4096x4096x4096", "matmul shapes MxKxN for the sgemm peak")
@@ -115,7 +116,7 @@ func main() {
 	flag.Parse()
 
 	if *worker != "" {
-		runWorker(*worker, *steps, *block, *recomputeAll, *cpuprofile)
+		runWorker(*worker, *steps, *block, *recomputeAll, *memLimit, *cpuprofile)
 		return
 	}
 	var sel []shape
@@ -191,6 +192,9 @@ func main() {
 		if *recomputeAll {
 			args = append(args, "-recompute")
 		}
+		if *memLimit != "" {
+			args = append(args, "-memory-limit", *memLimit)
+		}
 		cmd := exec.Command(self, args...)
 		var lr struct {
 			TokensPerS float64 `json:"tokens_per_s"`
@@ -199,6 +203,9 @@ func main() {
 		logf("  longctx: %d+1 steps ...", *steps)
 		env := append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(*threads))
 		side := "longctx"
+		if *memLimit != "" {
+			side += " (memory_limit " + *memLimit + ")"
+		}
 		if *godebug != "" {
 			env = append(env, "GODEBUG="+*godebug)
 			side += " (GODEBUG=" + *godebug + ")"
@@ -376,7 +383,7 @@ func runJSON(cmd *exec.Cmd, env []string, v any) (usage, error) {
 
 // runWorker trains one shape with longctx's real training loop and prints
 // {"tokens_per_s", "first_loss"}; the parent measures its peak RSS.
-func runWorker(name string, steps, block int, recompute bool, cpuprofile string) {
+func runWorker(name string, steps, block int, recompute bool, memLimit, cpuprofile string) {
 	s, ok := findShape(name)
 	if !ok {
 		fail(fmt.Errorf("unknown shape %q", name))
@@ -412,6 +419,7 @@ func runWorker(name string, steps, block int, recompute bool, cpuprofile string)
 	cfg := trainer.DefaultTrainConfig()
 	cfg.ModelConfig, cfg.SeqLen, cfg.BatchSize, cfg.Steps, cfg.AttentionBlock = model, s.Seq, s.Batch, steps+1, block
 	cfg.Recompute = recompute || s.Recompute
+	cfg.MemoryLimit = memLimit
 	cfg.Out = filepath.Join(tmp, "out")
 	cfg.CheckpointEvery, cfg.LogEvery, cfg.ExportDType = 0, 1, "F32"
 	if cpuprofile != "" {
