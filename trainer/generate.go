@@ -393,8 +393,7 @@ func (g *Generator) TokenLosses(ids []uint32) ([]float32, error) {
 				logits := m.linear(Slice(h, AxisRange(), AxisRange(start, end)), head) // [1, c, V]
 				lsm := LogSoftmax(logits, -1)
 				tc := Slice(targets, AxisRange(), AxisRange(start, end))
-				picked := ReduceSum(Mul(lsm, OneHot(tc, logits.Shape().Dim(-1), lsm.DType())), -1) // [1, c]
-				parts = append(parts, Neg(picked))
+				parts = append(parts, Neg(pickTargets(lsm, tc))) // [1, c]
 			}
 			if len(parts) == 1 {
 				return parts[0]
