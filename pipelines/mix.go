@@ -2,7 +2,8 @@ package pipelines
 
 // The mix stage: token caches + a mixture spec -> packed shards + manifest +
 // report. The work is three steps, run by an in-process executor
-// (mix_local.go) or by Beam (mix_beam.go):
+// (mix_local.go) or, all three as Beam transforms, by Beam (mix_beam.go,
+// mix_beam_plan.go):
 //
 //  1. plan     (mix_plan.go) scan every cache's index into partitions, drop
 //     duplicates, and compute the per-source budgets from totals, key

@@ -1,11 +1,14 @@
 package pipelines
 
-// The mix stage on Beam: the file list is a file the workers expand (the job
-// graph holds its path, not one element per cache file) -> Reshuffle, so
-// select spreads over workers -> select (pieces keyed by packing group) ->
-// GroupByKey over the bounded groups -> pack and write one shard per group.
-// Counts and per-group results go through combiners into two small files the
-// driver reads back.
+// The mix stage on Beam, one pipeline for every sweep point: the plan step
+// as Beam transforms (mix_beam_plan.go: scan, de-duplicate, totals, key
+// histograms, crossing bucket, boundary), then per point the file list
+// expanded again on workers once the plan and the drop lists are written
+// (the job graph holds the list's path, not one element per cache file) ->
+// Reshuffle, so select spreads over workers -> select (pieces keyed by
+// packing group) -> GroupByKey over the bounded groups -> pack and write one
+// shard per group. The plan, the counts and the per-group results go through
+// combiners into small files the driver reads back.
 
 import (
 	"bytes"
