@@ -152,9 +152,9 @@ func (f *mixListAllFn) ProcessElement(ctx context.Context, elem string, emit fun
 // that write: see mixGateFn); files of sources the plan takes nothing from are
 // skipped, as the in-process executor never lists them.
 type mixSelectFn struct {
-	Job     string `json:"job"` // JSON mixJob, its plan read from Plan
-	Point   int    `json:"point"`
-	Plan    string `json:"plan"`
+	Job      string `json:"job"` // JSON mixJob, its plan read from Plan
+	Point    int    `json:"point"`
+	Plan     string `json:"plan"`
 	job      mixJob
 	planRead bool
 	bundles  beam.Counter
