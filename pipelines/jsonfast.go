@@ -23,7 +23,7 @@ import (
 type fastFields struct {
 	text    []byte // unescaped, raw bytes; nil when absent or null
 	hasText bool
-	owned   bool // text is a fresh copy (unescaped), not a view of the line
+	owned   bool                       // text is a fresh copy (unescaped), not a view of the line
 	raw     map[string]json.RawMessage // other wanted heads
 }
 
@@ -165,7 +165,7 @@ func specialInWord(x uint64) bool {
 	q := x ^ (ones * '"')
 	bs := x ^ (ones * '\\')
 	hasZero := func(v uint64) uint64 { return (v - ones) & ^v & highs }
-	return (hasZero(q)|hasZero(bs)|((x-ones*0x20) & ^x & highs)) != 0
+	return (hasZero(q) | hasZero(bs) | ((x - ones*0x20) & ^x & highs)) != 0
 }
 
 func wanted(key []byte, heads []string) bool {
