@@ -380,3 +380,31 @@ func TestMixToGCS(t *testing.T) {
 		t.Error("no mixture.png on gs://")
 	}
 }
+
+// A failure inside the Beam plan step comes back as one line naming the
+// cache and the cause.
+func TestMixBeamPlanError(t *testing.T) {
+	keepBeamFlags(t)
+	ctx := context.Background()
+	tmp := t.TempDir()
+	prep := writeFixture(t, tmp, demoSources)
+	pm, err := shards.ReadPrepareManifest(ctx, prep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm.Sources[1].Caches[0].Docs++ // the cache no longer matches the manifest
+	if err := shards.WritePrepareManifest(ctx, prep, pm); err != nil {
+		t.Fatal(err)
+	}
+	for _, runner := range []string{"direct", "prism"} {
+		_, err := Mix(ctx, MixOptions{Spec: demoSpec(), Prepare: prep, Output: filepath.Join(tmp, runner), Runner: runner, Quiet: true})
+		if err == nil {
+			t.Fatalf("%s: a cache that does not match the manifest passed", runner)
+		}
+		msg := err.Error()
+		t.Logf("%s: %s", runner, msg)
+		if !strings.Contains(msg, "the prepare manifest says") || !strings.Contains(msg, pm.Sources[1].Caches[0].Path) || strings.Contains(msg, "\n") {
+			t.Errorf("%s: error is not one line naming the cache and the cause: %q", runner, msg)
+		}
+	}
+}
