@@ -15,6 +15,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"reflect"
 	"sort"
@@ -79,8 +80,8 @@ type mixListElem struct {
 
 // mixListFn expands the file list on a worker: a splittable DoFn over the
 // list's line numbers that emits one file and then checkpoints, so each file
-// leaves in its own bundle and the runner can spread select even where it
-// fuses it with this step (prism elides Reshuffle into a fusion break).
+// leaves in its own bundle and prism, which elides Reshuffle into a fusion
+// break, spreads select (fused with this step) over bundles.
 type mixListFn struct {
 	path  string
 	lines []string
@@ -128,8 +129,9 @@ func (f *mixListFn) ProcessElement(ctx context.Context, rt *sdf.LockRTracker, el
 	return sdf.ResumeProcessingIn(0), nil
 }
 
-// mixListAllFn expands the whole file list in one call: for the direct
-// runner, whose splittable-DoFn fallback does not resume a checkpoint.
+// mixListAllFn expands the whole file list in one call (bounded output): for
+// every runner but prism; the direct runner's splittable-DoFn fallback does
+// not resume a checkpoint anyway.
 type mixListAllFn struct{}
 
 func (f *mixListAllFn) ProcessElement(ctx context.Context, elem string, emit func(string)) error {
@@ -399,6 +401,10 @@ func mixSweepBeam(ctx context.Context, opt MixOptions, tmp string) ([]MixResult,
 	return out, nil
 }
 
+// ErrDryRun: the runner printed the job (--dry_run) and ran nothing, so
+// there is no mixture.
+var ErrDryRun = errors.New("mix on beam: --dry_run: the job was printed, not run")
+
 // readJSON decodes the file a pipeline step wrote.
 func readJSON(ctx context.Context, path string, v any) error {
 	b, err := storage.ReadFile(ctx, path)
@@ -487,10 +493,14 @@ func runBeamPipeline(ctx context.Context, opt MixOptions, idx *mixIndex, points 
 			selFiles = beam.CreateList(sp, []string{})
 		} else {
 			gate := beam.ParDo(sp, &mixGateFn{}, beam.Create(sp, string(listElem)), side(planWritten), side(dropsDone))
-			if opt.Runner == "direct" {
-				selFiles = beam.ParDo(sp, &mixListAllFn{}, gate)
-			} else {
+			// A DoFn that checkpoints makes its output unbounded, and Dataflow
+			// (or Flink) would run an unbounded pipeline as a streaming job
+			// that never ends: only prism, which elides Reshuffle, gets the
+			// checkpointing expansion; elsewhere Reshuffle spreads the files.
+			if opt.Runner == "prism" {
 				selFiles = beam.ParDo(sp, &mixListFn{}, gate)
+			} else {
+				selFiles = beam.ParDo(sp, &mixListAllFn{}, gate)
 			}
 			// One element expanded into many stays in one bundle unless reshuffled.
 			selFiles = beam.Reshuffle(sp, selFiles)
@@ -508,6 +518,9 @@ func runBeamPipeline(ctx context.Context, opt MixOptions, idx *mixIndex, points 
 			return nil, fmt.Errorf("mix on beam runner %s: %s", opt.Runner, cause)
 		}
 		return nil, fmt.Errorf("mix on beam runner %s: %w", opt.Runner, err)
+	}
+	if f := flag.Lookup("dry_run"); f != nil && f.Value.String() == "true" {
+		return nil, ErrDryRun
 	}
 	bundles := map[string]int64{}
 	if res != nil {
