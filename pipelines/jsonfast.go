@@ -2,6 +2,7 @@ package pipelines
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -22,6 +23,7 @@ import (
 type fastFields struct {
 	text    []byte // unescaped, raw bytes; nil when absent or null
 	hasText bool
+	owned   bool                       // text is a fresh copy (unescaped), not a view of the line
 	raw     map[string]json.RawMessage // other wanted heads
 }
 
@@ -62,9 +64,9 @@ func fastObject(b []byte, text string, heads []string, out *fastFields) (ok bool
 			i = end
 			textAt, textEnd = vs, i
 			if escaped {
-				out.text = unescape(b[vs:i])
+				out.text, out.owned = unescape(b[vs:i]), true
 			} else {
-				out.text = b[vs+1 : i-1]
+				out.text, out.owned = b[vs+1:i-1], false
 			}
 			out.hasText = true
 		} else if i = skipValue(b, i); i < 0 || i > len(b) || i == vs {
@@ -77,7 +79,7 @@ func fastObject(b []byte, text string, heads []string, out *fastFields) (ok bool
 			case '"': // done above
 			case 'n':
 				textAt, textEnd = -1, -1
-				out.text, out.hasText = nil, false
+				out.text, out.hasText, out.owned = nil, false, false
 			default:
 				return false // wrong type: the general path reports it
 			}
@@ -114,6 +116,14 @@ func fastObject(b []byte, text string, heads []string, out *fastFields) (ok bool
 // it holds escapes.
 func scanString(b []byte, i int) (end int, escaped, ok bool) {
 	for j := i + 1; j < len(b); j++ {
+		// Eight bytes at a time while none is a quote, a backslash or a
+		// control character: the text literal is most of the line.
+		for j+8 <= len(b) && !specialInWord(binary.LittleEndian.Uint64(b[j:])) {
+			j += 8
+		}
+		if j >= len(b) {
+			break
+		}
 		c := b[j]
 		if c >= 0x20 && c != '"' && c != '\\' {
 			continue
@@ -146,6 +156,16 @@ func scanString(b []byte, i int) (end int, escaped, ok bool) {
 		}
 	}
 	return 0, false, false
+}
+
+// specialInWord reports whether any byte of x may be '"', '\\' or below
+// 0x20 (a flagged word only sends the scan to the byte loop).
+func specialInWord(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	q := x ^ (ones * '"')
+	bs := x ^ (ones * '\\')
+	hasZero := func(v uint64) uint64 { return (v - ones) & ^v & highs }
+	return (hasZero(q) | hasZero(bs) | ((x - ones*0x20) & ^x & highs)) != 0
 }
 
 func wanted(key []byte, heads []string) bool {
@@ -233,11 +253,8 @@ func skipValue(b []byte, i int) int {
 // becomes U+FFFD, as encoding/json does.
 func unescape(lit []byte) []byte {
 	s := lit[1 : len(lit)-1]
-	j := 0
-	for j < len(s) && s[j] != '\\' {
-		j++
-	}
-	if j == len(s) {
+	j := bytes.IndexByte(s, '\\')
+	if j < 0 {
 		return s // no escapes: the common case for long text is a sub-slice
 	}
 	out := make([]byte, 0, len(s))
@@ -245,9 +262,11 @@ func unescape(lit []byte) []byte {
 	for j < len(s) {
 		c := s[j]
 		if c != '\\' {
-			k := j + 1
-			for k < len(s) && s[k] != '\\' {
-				k++
+			k := bytes.IndexByte(s[j:], '\\')
+			if k < 0 {
+				k = len(s)
+			} else {
+				k += j
 			}
 			out = append(out, s[j:k]...)
 			j = k

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unicode/utf8"
+	"unsafe"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -214,7 +216,13 @@ func docFromFields(ff fastFields, spec *jsonSpec, file, source string, line int6
 	if blankBytes(ff.text) {
 		return bad(ReasonEmptyText, fmt.Sprintf("field %q is empty", spec.text), id)
 	}
-	text := string(ff.text)
+	var text string
+	if ff.owned {
+		// unescape's fresh copy, referenced by nothing else: no second copy.
+		text = unsafe.String(unsafe.SliceData(ff.text), len(ff.text))
+	} else {
+		text = string(ff.text) // a view of the reader's buffer
+	}
 	meta := make(map[string]string, len(spec.meta))
 	for _, k := range spec.meta {
 		if v, ok := jsonField(ff.raw, k); ok {
@@ -290,11 +298,61 @@ func lookupRaw(obj map[string]json.RawMessage, path string) (json.RawMessage, bo
 	if !nested {
 		return raw, true
 	}
-	var sub map[string]json.RawMessage
-	if json.Unmarshal(raw, &sub) != nil {
+	return lookupIn(raw, rest)
+}
+
+// lookupIn is lookupRaw inside the raw object raw.
+func lookupIn(raw json.RawMessage, path string) (json.RawMessage, bool) {
+	head, rest, nested := strings.Cut(path, ".")
+	v, ok, sure := memberOf(raw, head)
+	if !sure {
+		var sub map[string]json.RawMessage
+		if json.Unmarshal(raw, &sub) != nil {
+			return nil, false
+		}
+		return lookupRaw(sub, path)
+	}
+	if !ok {
 		return nil, false
 	}
-	return lookupRaw(sub, rest)
+	if !nested {
+		return v, true
+	}
+	return lookupIn(v, rest)
+}
+
+// memberOf finds key among the members of the valid JSON object raw without
+// decoding it into a map (the last of repeated keys wins, as in a map).
+// sure is false when a key holds escapes: then encoding/json decides.
+func memberOf(raw []byte, key string) (v json.RawMessage, ok, sure bool) {
+	i := skipWS(raw, 0)
+	if i >= len(raw) || raw[i] != '{' {
+		return nil, false, true // not an object: nothing is in it
+	}
+	i = skipWS(raw, i+1)
+	for i < len(raw) && raw[i] == '"' {
+		ks, ke, esc := stringEnd(raw, i)
+		if esc {
+			return nil, false, false
+		}
+		i = skipWS(raw, ke+1)
+		if i >= len(raw) || raw[i] != ':' {
+			return nil, false, false
+		}
+		i = skipWS(raw, i+1)
+		vs := i
+		if i = skipValue(raw, i); i < 0 || i > len(raw) {
+			return nil, false, false
+		}
+		if string(raw[ks:ke]) == key {
+			v, ok = raw[vs:i], true
+		}
+		i = skipWS(raw, i)
+		if i < len(raw) && raw[i] == ',' {
+			i = skipWS(raw, i+1)
+		}
+	}
+	return v, ok, true
 }
 
 // jsonField renders a field as a string: JSON strings unquoted, anything else
@@ -305,6 +363,13 @@ func jsonField(obj map[string]json.RawMessage, path string) (string, bool) {
 		return "", false
 	}
 	if raw[0] == '"' {
+		// Most ids and metadata are plain strings: no escapes, valid UTF-8
+		// (encoding/json would replace invalid bytes), already validated.
+		if len(raw) >= 2 && raw[len(raw)-1] == '"' {
+			if in := raw[1 : len(raw)-1]; bytes.IndexByte(in, '\\') < 0 && utf8.Valid(in) {
+				return string(in), true
+			}
+		}
 		var s string
 		if json.Unmarshal(raw, &s) == nil {
 			return s, true

@@ -2,7 +2,8 @@ package pipelines
 
 // The mix stage: token caches + a mixture spec -> packed shards + manifest +
 // report. The work is three steps, run by an in-process executor
-// (mix_local.go) or by Beam (mix_beam.go):
+// (mix_local.go) or, all three as Beam transforms, by Beam (mix_beam.go,
+// mix_beam_plan.go):
 //
 //  1. plan     (mix_plan.go) scan every cache's index into partitions, drop
 //     duplicates, and compute the per-source budgets from totals, key
@@ -90,6 +91,10 @@ type cacheFile struct {
 	Path   string `json:"path"`
 	Index  int    `json:"index"` // position in the mix's file list: names its drop list
 	Src    int    `json:"src"`   // index of the source in the spec
+	// What the prepare manifest says the cache holds (checked by the plan's
+	// scan; Beam workers get it with the file).
+	Docs   int64 `json:"docs,omitempty"`
+	Tokens int64 `json:"tokens,omitempty"`
 }
 
 // Mix builds one mixture. A spec with sweep points is refused: use MixSweep.
@@ -122,6 +127,12 @@ func MixSweep(ctx context.Context, opt MixOptions) ([]MixResult, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
+	if opt.Runner != "" && opt.Runner != "local" {
+		if opt.ReferencePlanner {
+			return nil, fmt.Errorf("mix: the reference planner runs in-process only, not on Beam runner %s", opt.Runner)
+		}
+		return mixSweepBeam(ctx, opt, tmp)
+	}
 	var idx *mixIndex
 	var err error
 	if opt.ReferencePlanner {
@@ -136,10 +147,7 @@ func MixSweep(ctx context.Context, opt MixOptions) ([]MixResult, error) {
 	var out []MixResult
 	for i, spec := range points {
 		o := opt
-		o.Spec = spec
-		if len(opt.Spec.Sweep) > 0 {
-			o.Output = storage.Join(opt.Output, spec.Name)
-		}
+		o.Spec, o.Output = spec, pointOutput(opt, spec)
 		r, err := mixOne(ctx, o, idx, fmt.Sprintf("%s/point-%03d", tmp, i))
 		if err != nil {
 			return out, fmt.Errorf("mixture %s: %w", spec.Name, err)
@@ -199,6 +207,22 @@ func clearOutput(ctx context.Context, out string) error {
 	return nil
 }
 
+// pointOutput is where sweep point spec of opt's spec goes.
+func pointOutput(opt MixOptions, spec mixture.Spec) string {
+	if len(opt.Spec.Sweep) > 0 {
+		return storage.Join(opt.Output, spec.Name)
+	}
+	return opt.Output
+}
+
+// newMixJob is one mixture's select and pack settings (the plan comes from
+// the plan step).
+func newMixJob(opt MixOptions, plan mixture.Plan, dropsDir string) mixJob {
+	groups := int((opt.Spec.TotalTokens + opt.GroupTokens - 1) / opt.GroupTokens)
+	return mixJob{Plan: plan, Groups: max(1, groups), SeqLen: opt.Spec.SeqLen,
+		ChunkSeqs: shards.ChunkSeqs(opt.Spec.SeqLen, opt.ChunkTokens), Output: opt.Output, DropsDir: dropsDir}
+}
+
 func mixOne(ctx context.Context, opt MixOptions, idx *mixIndex, tmp string) (MixResult, error) {
 	plan, err := makePlan(ctx, opt, opt.Spec, idx)
 	if err != nil {
@@ -213,20 +237,18 @@ func mixOne(ctx context.Context, opt MixOptions, idx *mixIndex, tmp string) (Mix
 			files = append(files, f)
 		}
 	}
-	groups := int((opt.Spec.TotalTokens + opt.GroupTokens - 1) / opt.GroupTokens)
-	job := mixJob{Plan: plan, Groups: max(1, groups), SeqLen: opt.Spec.SeqLen,
-		ChunkSeqs: shards.ChunkSeqs(opt.Spec.SeqLen, opt.ChunkTokens), Output: opt.Output, DropsDir: idx.dropsDir}
-	var counts selectCounts
-	var results []groupResult
-	switch opt.Runner {
-	case "", "local":
-		counts, results, err = runLocal(ctx, opt, job, files, tmp)
-	default:
-		counts, results, err = runBeam(ctx, opt, job, files, tmp)
-	}
+	job := newMixJob(opt, plan, idx.dropsDir)
+	counts, results, err := runLocal(ctx, opt, job, files, tmp)
 	if err != nil {
 		return MixResult{}, err
 	}
+	return finishMix(ctx, opt, idx, job, counts, results)
+}
+
+// finishMix checks the counts against the plan and writes the manifest and
+// the report.
+func finishMix(ctx context.Context, opt MixOptions, idx *mixIndex, job mixJob, counts selectCounts, results []groupResult) (MixResult, error) {
+	plan := job.Plan
 	sort.Slice(results, func(i, j int) bool { return results[i].Group < results[j].Group })
 	m, err := assembleManifest(opt, idx, job, counts, results)
 	if err != nil {

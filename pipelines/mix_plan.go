@@ -92,7 +92,8 @@ func manifestFiles(ctx context.Context, opt MixOptions) (*mixIndex, []shards.Cac
 		}
 		idx.sources = append(idx.sources, src.Name)
 		for _, c := range ps.Caches {
-			idx.files = append(idx.files, cacheFile{Source: src.Name, Path: shards.CachePath(opt.Prepare, c), Index: len(idx.files), Src: si})
+			idx.files = append(idx.files, cacheFile{Source: src.Name, Path: shards.CachePath(opt.Prepare, c), Index: len(idx.files), Src: si,
+				Docs: c.Docs, Tokens: c.Tokens})
 			refs = append(refs, c)
 		}
 	}
@@ -117,6 +118,25 @@ func openChecked(ctx context.Context, f cacheFile, ref shards.CacheRef) (*shards
 	return c, nil
 }
 
+// planParts is the number of plan partitions: about partitionDocs documents
+// each.
+func planParts(opt MixOptions, files []cacheFile) int {
+	var docs int64
+	for _, f := range files {
+		docs += f.Docs
+	}
+	per := int64(opt.partitionDocs)
+	if per <= 0 {
+		per = defaultPartitionDocs
+	}
+	return int(max(1, (docs+per-1)/per))
+}
+
+// contentDedup: the plan hashes documents' tokens.
+func contentDedup(spec mixture.Spec) bool {
+	return spec.Dedup == mixture.DedupCount || spec.Dedup == mixture.DedupExact
+}
+
 // buildIndex runs the shared part of the plan step: scan every cache's index
 // into partitions by id, drop repeated ids (and, with content dedup, repeated
 // content) partition by partition, and sum each source's totals.
@@ -125,17 +145,9 @@ func buildIndex(ctx context.Context, opt MixOptions, tmp string) (*mixIndex, err
 	if err != nil {
 		return nil, err
 	}
-	var docs int64
-	for _, r := range refs {
-		docs += r.Docs
-	}
-	per := int64(opt.partitionDocs)
-	if per <= 0 {
-		per = defaultPartitionDocs
-	}
-	parts := int(max(1, (docs+per-1)/per))
+	parts := planParts(opt, idx.files)
 	idx.parts = parts
-	content := opt.Spec.Dedup == mixture.DedupCount || opt.Spec.Dedup == mixture.DedupExact
+	content := contentDedup(opt.Spec)
 	idx.dropsDir = filepath.Join(tmp, "plan-drops")
 	drops, err := newRecordFiles(idx.dropsDir, len(idx.files))
 	if err != nil {
@@ -148,14 +160,10 @@ func buildIndex(ctx context.Context, opt MixOptions, tmp string) (*mixIndex, err
 	if idx.final, err = newRecordFiles(filepath.Join(tmp, "plan-final"), parts); err != nil {
 		return nil, err
 	}
-	idPart := func(r docRec) int {
-		return int(mixture.Hash(0, "dedup-id", idx.sources[r.Src], r.ID, 0) % uint64(parts))
-	}
-	contentPart := func(r docRec) int {
-		return int(binary.LittleEndian.Uint64(r.Content[:]) % uint64(parts))
-	}
+	idPart := func(r docRec) int { return idPartition(idx.sources, parts, r) }
+	contentPart := func(r docRec) int { return contentPartition(parts, r) }
 	err = parallel(ctx, opt.Workers, len(idx.files), func(i int) error {
-		return scanFile(ctx, idx.files[i], refs[i], content, byID, idPart)
+		return scanFile(ctx, idx.files[i], refs[i], content, byID.append, idPart)
 	})
 	if err != nil {
 		return nil, err
@@ -184,7 +192,6 @@ func buildIndex(ctx context.Context, opt MixOptions, tmp string) (*mixIndex, err
 		}
 		next, route = byContent, func(r docRec, _ int) int { return contentPart(r) }
 	}
-	byIDKey := func(a, b docRec) int { return strings.Compare(a.ID, b.ID) }
 	err = parallel(ctx, opt.Workers, parts, func(p int) error {
 		d, t, err := dedupPartition(byID, p, content, content, byIDKey, true, drops, next, route)
 		if err != nil {
@@ -201,7 +208,6 @@ func buildIndex(ctx context.Context, opt MixOptions, tmp string) (*mixIndex, err
 	}
 	if content {
 		clear(totals)
-		byContentKey := func(a, b docRec) int { return bytes.Compare(a.Content[:], b.Content[:]) }
 		drop := opt.Spec.Dedup == mixture.DedupExact
 		err = parallel(ctx, opt.Workers, parts, func(p int) error {
 			d, t, err := dedupPartition(byContent, p, true, false, byContentKey, drop, drops, idx.final, func(_ docRec, p int) int { return p })
@@ -229,9 +235,24 @@ func buildIndex(ctx context.Context, opt MixOptions, tmp string) (*mixIndex, err
 	return idx, nil
 }
 
+// idPartition is the plan partition of a document by (source, id): every
+// occurrence of an id lands in the same one.
+func idPartition(sources []string, parts int, r docRec) int {
+	return int(mixture.Hash(0, "dedup-id", sources[r.Src], r.ID, 0) % uint64(parts))
+}
+
+func byIDKey(a, b docRec) int      { return strings.Compare(a.ID, b.ID) }
+func byContentKey(a, b docRec) int { return bytes.Compare(a.Content[:], b.Content[:]) }
+
+// contentPartition is the plan partition of a document by content hash.
+func contentPartition(parts int, r docRec) int {
+	return int(binary.LittleEndian.Uint64(r.Content[:]) % uint64(parts))
+}
+
 // scanFile reads one cache's index (and, for content dedup, its tokens) and
-// appends a record per document to the partition route gives it.
-func scanFile(ctx context.Context, f cacheFile, ref shards.CacheRef, content bool, out *recordFiles, route func(docRec) int) error {
+// hands a record per document, in batches, to the partition route gives it.
+// sink may keep the batch it is given.
+func scanFile(ctx context.Context, f cacheFile, ref shards.CacheRef, content bool, sink func(p int, batch []byte) error, route func(docRec) int) error {
 	c, err := openChecked(ctx, f, ref)
 	if err != nil {
 		return err
@@ -269,7 +290,7 @@ func scanFile(ctx context.Context, f cacheFile, ref shards.CacheRef, content boo
 		}
 		sort.Ints(keys)
 		for _, p := range keys {
-			if err := out.append(p, bufs[p]); err != nil {
+			if err := sink(p, bufs[p]); err != nil {
 				return err
 			}
 		}
@@ -301,8 +322,16 @@ func readPartition(in *recordFiles, p int, content bool) ([]docRec, error) {
 	if err != nil {
 		return nil, err
 	}
-	var recs []docRec
-	err = forFramed(data, func(b []byte) error {
+	recs, err := decodeRecs(nil, data, content)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", in.path(p), err)
+	}
+	return recs, nil
+}
+
+// decodeRecs appends the framed document records of data to recs.
+func decodeRecs(recs []docRec, data []byte, content bool) ([]docRec, error) {
+	err := forFramed(data, func(b []byte) error {
 		r, err := decodeDocRec(b, content)
 		if err != nil {
 			return err
@@ -310,23 +339,28 @@ func readPartition(in *recordFiles, p int, content bool) ([]docRec, error) {
 		recs = append(recs, r)
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", in.path(p), err)
-	}
-	return recs, nil
+	return recs, err
 }
 
-// dedupPartition sorts partition p by (source, key, file, position); a record
-// equal by key to the one before it is a duplicate: counted, and dropped when
-// drop is set (its position goes to its file's drop list). The records kept go
-// to out (partition route; with their content hash if outContent) and are
-// summed per source.
+// dedupPartition de-duplicates partition p of in (dedupRecs), appending the
+// records kept to out and the dropped positions to drops.
 func dedupPartition(in *recordFiles, p int, content, outContent bool, key func(a, b docRec) int, drop bool,
 	drops, out *recordFiles, route func(r docRec, p int) int) ([]int64, []mixture.SourceTotals, error) {
 	recs, err := readPartition(in, p, content)
 	if err != nil {
 		return nil, nil, err
 	}
+	return dedupRecs(recs, p, outContent, key, drop, drops.append, out.append, route)
+}
+
+// dedupRecs sorts the records of partition p by (source, key, file,
+// position); a record equal by key to the one before it is a duplicate:
+// counted, and dropped when drop is set (its position goes to its file's drop
+// list, handed to dropSink by file index). The records kept go to outSink
+// (partition route; with their content hash if outContent), in batches of
+// about recordFlushBytes, and are summed per source.
+func dedupRecs(recs []docRec, p int, outContent bool, key func(a, b docRec) int, drop bool,
+	dropSink, outSink func(int, []byte) error, route func(r docRec, p int) int) ([]int64, []mixture.SourceTotals, error) {
 	slices.SortFunc(recs, func(a, b docRec) int {
 		if a.Src != b.Src {
 			return cmp.Compare(a.Src, b.Src)
@@ -348,7 +382,22 @@ func dedupPartition(in *recordFiles, p int, content, outContent bool, key func(a
 		}
 	}
 	outBufs, dropBufs := map[int][]byte{}, map[int][]byte{}
+	flush := func(sink func(int, []byte) error, bufs map[int][]byte) error {
+		keys := make([]int, 0, len(bufs))
+		for k := range bufs {
+			keys = append(keys, k)
+		}
+		sort.Ints(keys)
+		for _, k := range keys {
+			if err := sink(k, bufs[k]); err != nil {
+				return err
+			}
+		}
+		clear(bufs)
+		return nil
+	}
 	var rec []byte
+	var held int
 	for i, r := range recs {
 		grow(int(r.Src))
 		if i > 0 && recs[i-1].Src == r.Src && key(recs[i-1], r) == 0 {
@@ -363,21 +412,19 @@ func dedupPartition(in *recordFiles, p int, content, outContent bool, key func(a
 		q := route(r, p)
 		rec = appendDocRec(rec[:0], r, outContent)
 		outBufs[q] = appendFramed(outBufs[q], rec)
-	}
-	for _, m := range []struct {
-		files *recordFiles
-		bufs  map[int][]byte
-	}{{out, outBufs}, {drops, dropBufs}} {
-		keys := make([]int, 0, len(m.bufs))
-		for k := range m.bufs {
-			keys = append(keys, k)
-		}
-		sort.Ints(keys)
-		for _, k := range keys {
-			if err := m.files.append(k, m.bufs[k]); err != nil {
+		// Batches stay bounded (a Beam element, a write).
+		if held += len(rec) + 2; held >= recordFlushBytes {
+			if err := flush(outSink, outBufs); err != nil {
 				return nil, nil, err
 			}
+			held = 0
 		}
+	}
+	if err := flush(outSink, outBufs); err != nil {
+		return nil, nil, err
+	}
+	if err := flush(dropSink, dropBufs); err != nil {
+		return nil, nil, err
 	}
 	return dups, totals, nil
 }
@@ -418,10 +465,7 @@ func makePlan(ctx context.Context, opt MixOptions, spec mixture.Spec, idx *mixIn
 	if err != nil {
 		return mixture.Plan{}, err
 	}
-	bits := opt.bucketBits
-	if bits <= 0 {
-		bits = defaultBucketBits
-	}
+	pk := planKeys{seed: spec.Seed, sources: idx.sources, budgets: budgets, bits: bucketBits(opt)}
 	n := len(budgets)
 	need := false
 	for _, b := range budgets {
@@ -429,31 +473,22 @@ func makePlan(ctx context.Context, opt MixOptions, spec mixture.Spec, idx *mixIn
 	}
 	if need {
 		hist := make([][]int64, n)
-		for s, b := range budgets {
-			if b.Remaining > 0 {
-				hist[s] = make([]int64, 1<<bits)
-			}
-		}
 		var mu sync.Mutex
 		err := parallel(ctx, opt.Workers, idx.parts, func(p int) error {
 			recs, err := readPartition(idx.final, p, false)
 			if err != nil {
 				return err
 			}
-			local := make([][]int64, n)
-			for _, r := range recs {
-				b := budgets[r.Src]
-				if b.Remaining == 0 {
-					continue
-				}
-				if local[r.Src] == nil {
-					local[r.Src] = make([]int64, 1<<bits)
-				}
-				local[r.Src][mixture.Bucket(mixture.Key(spec.Seed, idx.sources[r.Src], r.ID, b.Rep), bits)] += int64(r.Tokens)
-			}
+			local := pk.histogram(recs)
 			mu.Lock()
 			defer mu.Unlock()
 			for s, h := range local {
+				if h == nil {
+					continue
+				}
+				if hist[s] == nil {
+					hist[s] = make([]int64, len(h))
+				}
 				for k, v := range h {
 					hist[s][k] += v
 				}
@@ -463,12 +498,12 @@ func makePlan(ctx context.Context, opt MixOptions, spec mixture.Spec, idx *mixIn
 		if err != nil {
 			return mixture.Plan{}, fmt.Errorf("mix plan histogram: %w", err)
 		}
-		crossing, before := make([]int, n), make([]int64, n)
+		pk.crossing, pk.before = make([]int, n), make([]int64, n)
 		for s, b := range budgets {
 			if b.Remaining == 0 {
 				continue
 			}
-			if crossing[s], before[s], err = mixture.Crossing(hist[s], b.Remaining); err != nil {
+			if pk.crossing[s], pk.before[s], err = mixture.Crossing(hist[s], b.Remaining); err != nil {
 				return mixture.Plan{}, fmt.Errorf("source %q: %w", idx.sources[s], err)
 			}
 		}
@@ -478,17 +513,7 @@ func makePlan(ctx context.Context, opt MixOptions, spec mixture.Spec, idx *mixIn
 			if err != nil {
 				return err
 			}
-			local := make([][]mixture.Ranked, n)
-			for _, r := range recs {
-				b := budgets[r.Src]
-				if b.Remaining == 0 {
-					continue
-				}
-				k := mixture.Key(spec.Seed, idx.sources[r.Src], r.ID, b.Rep)
-				if mixture.Bucket(k, bits) == crossing[r.Src] {
-					local[r.Src] = append(local[r.Src], mixture.Ranked{Key: k, ID: r.ID, Tokens: int64(r.Tokens)})
-				}
-			}
+			local := pk.rank(recs)
 			mu.Lock()
 			defer mu.Unlock()
 			for s, l := range local {
@@ -500,15 +525,77 @@ func makePlan(ctx context.Context, opt MixOptions, spec mixture.Spec, idx *mixIn
 			return mixture.Plan{}, fmt.Errorf("mix plan crossing bucket: %w", err)
 		}
 		for s := range budgets {
-			b := &budgets[s]
-			if b.Remaining == 0 {
-				continue
-			}
-			if err := mixture.Boundary(&b.Plan, ranked[s], b.Remaining, before[s]); err != nil {
+			if err := pk.boundary(s, ranked[s]); err != nil {
 				return mixture.Plan{}, err
 			}
 		}
 	}
+	return finishPlan(spec, budgets), nil
+}
+
+func bucketBits(opt MixOptions) int {
+	if opt.bucketBits > 0 {
+		return opt.bucketBits
+	}
+	return defaultBucketBits
+}
+
+// planKeys holds what the histogram and ranking steps of one mixture need;
+// the in-process planner and the Beam DoFns share it.
+type planKeys struct {
+	seed     uint64
+	sources  []string
+	budgets  []mixture.Budget
+	bits     int
+	crossing []int   // per source: the bucket where its partial pass ends
+	before   []int64 // per source: tokens of the buckets before it
+}
+
+// histogram adds up, per source with a partial pass, the tokens of recs by key
+// bucket (nil for the other sources).
+func (pk *planKeys) histogram(recs []docRec) [][]int64 {
+	out := make([][]int64, len(pk.budgets))
+	for _, r := range recs {
+		b := pk.budgets[r.Src]
+		if b.Remaining == 0 {
+			continue
+		}
+		if out[r.Src] == nil {
+			out[r.Src] = make([]int64, 1<<pk.bits)
+		}
+		out[r.Src][mixture.Bucket(mixture.Key(pk.seed, pk.sources[r.Src], r.ID, b.Rep), pk.bits)] += int64(r.Tokens)
+	}
+	return out
+}
+
+// rank returns, per source, the documents of recs in its crossing bucket.
+func (pk *planKeys) rank(recs []docRec) [][]mixture.Ranked {
+	out := make([][]mixture.Ranked, len(pk.budgets))
+	for _, r := range recs {
+		b := pk.budgets[r.Src]
+		if b.Remaining == 0 {
+			continue
+		}
+		k := mixture.Key(pk.seed, pk.sources[r.Src], r.ID, b.Rep)
+		if mixture.Bucket(k, pk.bits) == pk.crossing[r.Src] {
+			out[r.Src] = append(out[r.Src], mixture.Ranked{Key: k, ID: r.ID, Tokens: int64(r.Tokens)})
+		}
+	}
+	return out
+}
+
+// boundary ranks source s's crossing bucket and sets its threshold and
+// boundary document (nothing to do for a source without a partial pass).
+func (pk *planKeys) boundary(s int, ranked []mixture.Ranked) error {
+	b := &pk.budgets[s]
+	if b.Remaining == 0 {
+		return nil
+	}
+	return mixture.Boundary(&b.Plan, ranked, b.Remaining, pk.before[s])
+}
+
+// finishPlan assembles the plan from the sources' finished budgets.
+func finishPlan(spec mixture.Spec, budgets []mixture.Budget) mixture.Plan {
 	plan := mixture.Plan{Name: spec.Name, Seed: spec.Seed, SeqLen: spec.SeqLen, Total: spec.TotalTokens}
 	for _, b := range budgets {
 		if b.Plan.Warning != "" {
@@ -516,7 +603,7 @@ func makePlan(ctx context.Context, opt MixOptions, spec mixture.Spec, idx *mixIn
 		}
 		plan.Sources = append(plan.Sources, b.Plan)
 	}
-	return plan, nil
+	return plan
 }
 
 // referenceIndex is the planner mix had before the plan step was spread out:

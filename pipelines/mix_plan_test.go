@@ -3,7 +3,6 @@ package pipelines
 import (
 	"bytes"
 	"context"
-	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -68,8 +67,10 @@ func writeDocs(t testing.TB, dir string, sources []string, files map[string][][]
 
 // The spread-out planner gives the reference planner's plan, field for field,
 // and the same shard bytes, however many partitions and however crowded the
-// key buckets; over partial passes, repeats, exact multiples and upsample=none.
+// key buckets, in-process and as Beam transforms; over partial passes,
+// repeats, exact multiples and upsample=none.
 func TestPlannerMatchesReference(t *testing.T) {
+	keepBeamFlags(t)
 	ctx := context.Background()
 	tmp := t.TempDir()
 	srcs := []fixtureSource{
@@ -117,19 +118,22 @@ func TestPlannerMatchesReference(t *testing.T) {
 				t.Fatal(err)
 			}
 			refTree := readTree(t, ro.Output)
+			// In-process, then the plan as Beam transforms (direct, prism).
 			for _, v := range []struct {
+				runner      string
 				parts, bits int
-			}{{0, 0}, {7, 0}, {500, 2}, {1 << 30, 1}} {
+			}{{"local", 0, 0}, {"local", 7, 0}, {"local", 500, 2}, {"local", 1 << 30, 1}, {"direct", 500, 2}, {"prism", 7, 1}} {
 				no := o
-				no.partitionDocs, no.bucketBits, no.Output = v.parts, v.bits, out(fmt.Sprintf("p%d-b%d", v.parts, v.bits))
+				no.Runner, no.partitionDocs, no.bucketBits = v.runner, v.parts, v.bits
+				no.Output = out(fmt.Sprintf("%s-p%d-b%d", v.runner, v.parts, v.bits))
 				got, err := Mix(ctx, no)
 				if err != nil {
 					t.Fatal(err)
 				}
 				if !reflect.DeepEqual(got.Plan, ref.Plan) {
-					t.Fatalf("partitions of %d docs, %d bucket bits: plan\n%+v\nreference\n%+v", v.parts, v.bits, got.Plan, ref.Plan)
+					t.Fatalf("%s, partitions of %d docs, %d bucket bits: plan\n%+v\nreference\n%+v", v.runner, v.parts, v.bits, got.Plan, ref.Plan)
 				}
-				sameTree(t, fmt.Sprintf("%s: %d docs/partition, %d bits vs reference", name, v.parts, v.bits), refTree, readTree(t, no.Output))
+				sameTree(t, fmt.Sprintf("%s: %s, %d docs/partition, %d bits vs reference", name, v.runner, v.parts, v.bits), refTree, readTree(t, no.Output))
 			}
 		})
 	}
@@ -140,6 +144,7 @@ func TestPlannerMatchesReference(t *testing.T) {
 // under another id is counted with dedup count and dropped with exact; the
 // plan equals the reference planner's on the de-duplicated documents.
 func TestMixDuplicates(t *testing.T) {
+	keepBeamFlags(t)
 	ctx := context.Background()
 	tmp := t.TempDir()
 	r := rand.New(rand.NewPCG(3, 4))
@@ -226,6 +231,20 @@ func TestMixDuplicates(t *testing.T) {
 				if s.RealizedTokens != s.TargetTokens {
 					t.Errorf("%s realized %d of %d", s.Source, s.RealizedTokens, s.TargetTokens)
 				}
+			}
+			// The Beam plan (de-duplication by GroupByKey over partitions,
+			// drop lists written by workers) gives the same plan and bytes.
+			for _, runner := range []string{"direct", "prism"} {
+				bo := o
+				bo.Runner, bo.bucketBits, bo.Output = runner, 3, o.Output+"-"+runner
+				got, err := Mix(ctx, bo)
+				if err != nil {
+					t.Fatalf("%s: %v", runner, err)
+				}
+				if !reflect.DeepEqual(got.Plan, res.Plan) {
+					t.Errorf("%s plan\n%+v\nlocal\n%+v", runner, got.Plan, res.Plan)
+				}
+				sameTree(t, runner+" vs local", readTree(t, o.Output), readTree(t, bo.Output))
 			}
 		})
 	}
@@ -354,12 +373,7 @@ func TestMixChild(t *testing.T) {
 // lists from next to the output: repeated ids are dropped there too, and the
 // shards equal the local mix's.
 func TestMixBeamGCSDuplicates(t *testing.T) {
-	for _, name := range []string{"endpoint", "environment_type"} {
-		if f := flag.Lookup(name); f != nil {
-			old := f.Value.String()
-			t.Cleanup(func() { flag.Set(name, old) })
-		}
-	}
+	keepBeamFlags(t)
 	gcstest.Start(t, "bkt")
 	ctx := context.Background()
 	tmp := t.TempDir()

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -237,16 +238,22 @@ func checkMix(t *testing.T, res MixResult, prep string) {
 	}
 }
 
-// The Beam pipeline writes the same bytes as the in-process executor.
-func TestMixBeamMatchesLocal(t *testing.T) {
-	// In-process prism sets the global endpoint and environment flags; put
-	// them back so later tests (e.g. a Dataflow dry run) see them unset.
+// keepBeamFlags: in-process prism sets the global endpoint and environment
+// flags; put them back so later tests (e.g. a Dataflow dry run) see them
+// unset.
+func keepBeamFlags(t *testing.T) {
 	for _, name := range []string{"endpoint", "environment_type"} {
 		if f := flag.Lookup(name); f != nil {
 			old := f.Value.String()
 			t.Cleanup(func() { flag.Set(name, old) })
 		}
 	}
+}
+
+// The Beam pipeline (plan, select, pack) writes the same bytes as the
+// in-process executor.
+func TestMixBeamMatchesLocal(t *testing.T) {
+	keepBeamFlags(t)
 	ctx := context.Background()
 	tmp := t.TempDir()
 	// 8 cache files: select must spread over more than one bundle.
@@ -274,6 +281,7 @@ func TestMixBeamMatchesLocal(t *testing.T) {
 }
 
 func TestMixSweep(t *testing.T) {
+	keepBeamFlags(t)
 	ctx := context.Background()
 	tmp := t.TempDir()
 	prep := writeFixture(t, tmp, demoSources)
@@ -304,6 +312,22 @@ func TestMixSweep(t *testing.T) {
 	}
 	if rs[0].Manifest.MixtureConfigHash == rs[1].Manifest.MixtureConfigHash {
 		t.Error("sweep points share a mixture config hash")
+	}
+	// On Beam every point is planned, selected and packed in one pipeline
+	// that scans and de-duplicates once.
+	beamOut := filepath.Join(tmp, "sweep-prism")
+	brs, err := MixSweep(ctx, MixOptions{Spec: spec, Prepare: prep, Output: beamOut, GroupTokens: 30_000, Quiet: true, Runner: "prism"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(brs) != 2 {
+		t.Fatalf("prism sweep gave %d results", len(brs))
+	}
+	for i := range brs {
+		if !reflect.DeepEqual(brs[i].Plan, rs[i].Plan) {
+			t.Errorf("point %d: prism plan %+v, local %+v", i, brs[i].Plan, rs[i].Plan)
+		}
+		sameTree(t, fmt.Sprintf("sweep point %d prism vs local", i), readTree(t, rs[i].Output), readTree(t, brs[i].Output))
 	}
 	if _, err := Mix(ctx, MixOptions{Spec: spec, Prepare: prep, Output: out}); err == nil {
 		t.Error("Mix accepted a spec with sweep points")
@@ -354,5 +378,33 @@ func TestMixToGCS(t *testing.T) {
 	}
 	if ok, _ := storage.Exists(ctx, "gs://bkt/mixes/t/mixture.png"); !ok {
 		t.Error("no mixture.png on gs://")
+	}
+}
+
+// A failure inside the Beam plan step comes back as one line naming the
+// cache and the cause.
+func TestMixBeamPlanError(t *testing.T) {
+	keepBeamFlags(t)
+	ctx := context.Background()
+	tmp := t.TempDir()
+	prep := writeFixture(t, tmp, demoSources)
+	pm, err := shards.ReadPrepareManifest(ctx, prep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm.Sources[1].Caches[0].Docs++ // the cache no longer matches the manifest
+	if err := shards.WritePrepareManifest(ctx, prep, pm); err != nil {
+		t.Fatal(err)
+	}
+	for _, runner := range []string{"direct", "prism"} {
+		_, err := Mix(ctx, MixOptions{Spec: demoSpec(), Prepare: prep, Output: filepath.Join(tmp, runner), Runner: runner, Quiet: true})
+		if err == nil {
+			t.Fatalf("%s: a cache that does not match the manifest passed", runner)
+		}
+		msg := err.Error()
+		t.Logf("%s: %s", runner, msg)
+		if !strings.Contains(msg, "the prepare manifest says") || !strings.Contains(msg, pm.Sources[1].Caches[0].Path) || strings.Contains(msg, "\n") {
+			t.Errorf("%s: error is not one line naming the cache and the cause: %q", runner, msg)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package pipelines
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -141,5 +142,44 @@ func TestPrepareDataflowDryRun(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(cfg.Output, "manifest.json")); err == nil {
 		t.Errorf("dry run wrote outputs")
+	}
+}
+
+// TestMixDataflowDryRun translates the mix pipeline (plan as Beam
+// transforms, select, pack) into a Dataflow job: a batch job (an unbounded
+// PCollection would make it a streaming job that never ends) whose graph
+// names the plan's DoFns and holds the file list's path, not the files.
+func TestMixDataflowDryRun(t *testing.T) {
+	gcstest.Start(t, "staging")
+	ctx := context.Background()
+	tmp := t.TempDir()
+	prep := writeFixture(t, tmp, demoSources)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := &captureLog{}
+	log.SetLogger(cl)
+	t.Cleanup(func() { log.SetLogger(&log.Standard{}) })
+	setFlags(t, map[string]string{"dry_run": "true", "region": "europe-west4", "environment_type": "docker",
+		"staging_location": "gs://staging/longctx", "worker_binary": exe, "project": "longctx-test"})
+	_, err = Mix(ctx, MixOptions{Spec: demoSpec(), Prepare: prep, Output: "gs://staging/mix", Runner: "dataflow", Quiet: true})
+	if !errors.Is(err, ErrDryRun) {
+		t.Fatalf("dry run: err = %v, want ErrDryRun", err)
+	}
+	cl.mu.Lock()
+	job := cl.buf.String()
+	cl.mu.Unlock()
+	for _, want := range []string{"Dry-run", "JOB_TYPE_BATCH", "mixScanFn", "mixDedupFn", "mixHistFn", "mixCrossingFn", "mixRankFn",
+		"mixBoundaryFn", "mixPlanFn", "mixSelectFn", "mixPackFn"} {
+		if !strings.Contains(job, want) {
+			t.Errorf("dry-run job lacks %q", want)
+		}
+	}
+	if strings.Contains(job, "JOB_TYPE_STREAMING") {
+		t.Error("the mix is a streaming job on Dataflow")
+	}
+	if strings.Contains(job, "math-000.tokcache") {
+		t.Error("the job graph lists cache files")
 	}
 }

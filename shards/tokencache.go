@@ -133,6 +133,7 @@ type CacheWriter struct {
 	sum    hash.Hash
 	off    uint64
 	raw    []byte // current block's tokens, LE, width bytes each
+	frame  []byte // compressed block, reused
 	width  int
 	codec  string
 	ids    []string
@@ -208,13 +209,24 @@ func (cw *CacheWriter) Add(id string, tokens []uint32) error {
 	cw.raw = slices.Grow(cw.raw, cw.width*len(tokens))[:n+cw.width*len(tokens)]
 	dst := cw.raw[n:]
 	if cw.width == 2 {
+		// One check per document, not per token: the ids are ORed together
+		// and the first that does not fit is looked up only on failure.
+		var all uint32
+		dst = dst[:2*len(tokens)]
 		for i, t := range tokens {
-			if t > 0xffff {
-				cw.raw = cw.raw[:n]
-				cw.err = fmt.Errorf("token cache %s: document %q: token id %d does not fit in 16 bits", cw.path, id, t)
-				return cw.err
+			all |= t
+			dst[2*i] = byte(t)
+			dst[2*i+1] = byte(t >> 8)
+		}
+		if all > 0xffff {
+			cw.raw = cw.raw[:n]
+			for _, t := range tokens {
+				if t > 0xffff {
+					cw.err = fmt.Errorf("token cache %s: document %q: token id %d does not fit in 16 bits", cw.path, id, t)
+					break
+				}
 			}
-			binary.LittleEndian.PutUint16(dst[2*i:], uint16(t))
+			return cw.err
 		}
 	} else {
 		for i, t := range tokens {
@@ -237,7 +249,12 @@ func (cw *CacheWriter) flush() {
 	}
 	var frame []byte
 	if cw.codec == CodecS2 {
-		frame = s2.Encode(nil, cw.raw)
+		// A destination of MaxEncodedLen is used as is: no 4 MiB allocation
+		// per block.
+		if n := s2.MaxEncodedLen(len(cw.raw)); cap(cw.frame) < n {
+			cw.frame = make([]byte, n)
+		}
+		frame = s2.Encode(cw.frame[:cap(cw.frame)], cw.raw)
 	} else {
 		enc, _ := codecs()
 		frame = enc.EncodeAll(cw.raw, nil)

@@ -51,7 +51,7 @@ func main() {
 	beamRunner := flag.String("beam", "prism", "also run mix on this Beam runner over -beam-tokens (empty: skip)")
 	beamTokens := flag.Int64("beam-tokens", 10_000_000, "tokens of caches for the Beam run (prism keeps everything in memory)")
 	seqLen := flag.Int("seq-len", 16384, "sequence length of the realistic mix")
-	runner := flag.String("runner", "local", "internal: runner of a mix phase")
+	runner := flag.String("mix-runner", "local", "internal: runner of a mix phase (not -runner: Beam defines that flag)")
 	memTokens := flag.Int64("memory-tokens", 0, "internal: MixOptions.MemoryTokens of a mix phase (0 = default)")
 	groupTokens := flag.Int64("group-tokens", 0, "internal: MixOptions.GroupTokens of a mix phase (0 = default)")
 	manyDocs := flag.String("many-docs", "10000000,50000000", "document counts of the short-document plan benchmark (empty: skip)")
@@ -115,7 +115,7 @@ func main() {
 	if *beamRunner != "" {
 		run("-phase", "gen", "-dir", d("beam"), "-tokens", tk(*beamTokens))
 		lb := run("-phase", "mix", "-dir", d("beam"), "-tokens", tk(*beamTokens), "-workers", w, "-seq-len", strconv.Itoa(*seqLen))
-		bb := run("-phase", "mix", "-dir", d("beam"), "-tokens", tk(*beamTokens), "-workers", w, "-seq-len", strconv.Itoa(*seqLen), "-runner", *beamRunner)
+		bb := run("-phase", "mix", "-dir", d("beam"), "-tokens", tk(*beamTokens), "-workers", w, "-seq-len", strconv.Itoa(*seqLen), "-mix-runner", *beamRunner)
 		fmt.Println()
 		show("mix local ("+tk(*beamTokens)+" tokens)", lb)
 		show("mix beam "+*beamRunner, bb)

@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -46,6 +47,7 @@ var (
 	child     = flag.String("child", "", "internal: run the pipeline on this runner and print JSON")
 	childOut  = flag.String("child_out", "", "internal: output directory for -child")
 	childWork = flag.Int("child_workers", 2, "internal")
+	cpuProf   = flag.String("cpuprofile", "", "write the pipeline runs' CPU profiles to this path (one per runner: path.<runner>)")
 )
 
 func config(outDir string, w int) pipelines.PrepareConfig {
@@ -89,11 +91,22 @@ func runChild() {
 	if err != nil {
 		fatal(err)
 	}
+	if *cpuProf != "" {
+		f, err := os.Create(*cpuProf)
+		if err != nil {
+			fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fatal(err)
+		}
+	}
 	start := time.Now()
 	if err := beamx.Run(ctx, plan.Pipeline); err != nil {
 		fatal(err)
 	}
 	wall := time.Since(start).Seconds()
+	pprof.StopCPUProfile()
 	m, err := pipelines.ReadManifest(ctx, *childOut)
 	if err != nil {
 		fatal(err)
@@ -217,8 +230,12 @@ func main() {
 	var results []runResult
 	for _, r := range strings.Split(*runners, ",") {
 		dir, _ := os.MkdirTemp("", "bench-prepare-out-")
-		cmd := exec.Command(exe, "-child="+r, "-child_out="+dir, fmt.Sprint("-child_workers=", *workers),
-			"-corpus="+*corpus, "-tokenizer="+*tokPath, fmt.Sprint("-scale=", *scale))
+		args := []string{"-child=" + r, "-child_out=" + dir, fmt.Sprint("-child_workers=", *workers),
+			"-corpus=" + *corpus, "-tokenizer=" + *tokPath, fmt.Sprint("-scale=", *scale)}
+		if *cpuProf != "" {
+			args = append(args, "-cpuprofile="+*cpuProf+"."+r)
+		}
+		cmd := exec.Command(exe, args...)
 		var stdout bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, nil
 		if err := cmd.Run(); err != nil {
