@@ -26,38 +26,74 @@ import (
 // a short-context pretraining, the RoPE plan, continued pretraining at 4x the
 // length, and evals before and after, plus the two experiments.
 type DemoConfig struct {
-	Out       string  `yaml:"out" help:"output directory (report: OUT/REPORT.md)"`
-	Seed      uint64  `yaml:"seed" help:"seed of the corpus, mixtures, inits and eval data"`
-	Prepare   string  `yaml:"prepare" help:"prepare config for the sample corpus (its output feeds the mixtures)"`
-	Corpus    string  `yaml:"corpus" help:"where the sample corpus is generated (must match the prepare config's inputs)"`
-	Tokenizer string  `yaml:"tokenizer" help:"tokenizer.json used by the evals"`
-	ShortLen  int     `yaml:"short_len" help:"pretraining context length"`
-	LongLen   int     `yaml:"long_len" help:"continued-pretraining context length (the target)"`
-	Base      float64 `yaml:"base" help:"RoPE base of pretraining"`
+	// Name titles the report ("demo", "evidence").
+	Name    string `yaml:"name" help:"run name, in the report title"`
+	Out     string `yaml:"out" help:"output directory (report: OUT/REPORT.md)"`
+	Seed    uint64 `yaml:"seed" help:"seed of the corpus, mixtures, inits and eval data"`
+	Prepare string `yaml:"prepare" help:"prepare config for the sample corpus (its output feeds the mixtures)"`
+	Corpus  string `yaml:"corpus" help:"where the sample corpus is generated (must match the prepare config's inputs)"`
+	// CorpusScale multiplies the generated corpus (more long books and
+	// code files, more web pages), as corpus.GenerateCorpus does.
+	CorpusScale int     `yaml:"corpus_scale" help:"corpus size multiplier (1 = the demo corpus)"`
+	Tokenizer   string  `yaml:"tokenizer" help:"tokenizer.json used by the evals"`
+	ShortLen    int     `yaml:"short_len" help:"pretraining context length"`
+	LongLen     int     `yaml:"long_len" help:"continued-pretraining context length (the target)"`
+	Base        float64 `yaml:"base" help:"RoPE base of pretraining"`
 	// Mixture gives the sources and weights; seq_len and total_tokens are set
 	// per stage from the fields below.
-	Mixture        mixture.Spec        `yaml:"mixture"`
-	PretrainTokens int64               `yaml:"pretrain_tokens" help:"token budget of the pretraining mixture"`
-	CPTTokens      int64               `yaml:"cpt_tokens" help:"token budget of each continued-pretraining mixture"`
-	MathSource     string              `yaml:"math_source" help:"the math source (experiment 2 sets its weight to 0)"`
-	Pretrain       trainer.TrainConfig `yaml:"pretrain"`
-	CPT            trainer.TrainConfig `yaml:"cpt"`
-	GSM8kTrain     int                 `yaml:"gsm8k_train" help:"generated GSM8k-format few-shot pool size"`
-	GSM8kTest      int                 `yaml:"gsm8k_test" help:"generated GSM8k-format test questions"`
-	Eval           eval.SuiteConfig    `yaml:"eval"`
+	Mixture        mixture.Spec `yaml:"mixture"`
+	PretrainTokens int64        `yaml:"pretrain_tokens" help:"token budget of the pretraining mixture"`
+	CPTTokens      int64        `yaml:"cpt_tokens" help:"token budget of each continued-pretraining mixture"`
+	MathSource     string       `yaml:"math_source" help:"the math source (experiment 2 sets its weight to 0)"`
+	// CPTMath is the math source's weight in the CPT and short-tuning
+	// mixtures (the others rescaled); 0 keeps the mixture's own weight.
+	CPTMath  float64             `yaml:"cpt_math" help:"math weight of the CPT mixtures (0 = the mixture's)"`
+	Pretrain trainer.TrainConfig `yaml:"pretrain"`
+	CPT      trainer.TrainConfig `yaml:"cpt"`
+	// Short is Liu et al.'s claim: tuning at the original length with the
+	// raised base (and, as its control, the kept base) on the same budget,
+	// then testing beyond it. Steps 0 leaves these two points out.
+	Short       trainer.TrainConfig `yaml:"short"`
+	ShortTokens int64               `yaml:"short_tokens" help:"token budget of each short-length tuning mixture"`
+	// TrainEvals are the evals the CPT points run in training (cpt.eval:
+	// every N steps); empty runs the whole eval suite.
+	TrainEvals []string `yaml:"train_evals" help:"evals run during CPT (default: the whole suite)"`
+	GSM8kTrain int      `yaml:"gsm8k_train" help:"generated GSM8k-format few-shot pool size"`
+	GSM8kTest  int      `yaml:"gsm8k_test" help:"generated GSM8k-format test questions"`
+	// GSM8kGen sets the difficulty of the generated problems (its seed is
+	// the demo seed); zero fields keep the generator's defaults.
+	GSM8kGen eval.GSM8kGen    `yaml:"gsm8k_gen" help:"GSM8k-format generator: max_operand, steps (seed: the demo seed)"`
+	Eval     eval.SuiteConfig `yaml:"eval"`
 }
 
 // DefaultDemoConfig is configs/demo.yaml's shape with the library defaults.
 func DefaultDemoConfig() DemoConfig {
-	return DemoConfig{Out: "demo-out", Seed: 1, Prepare: "configs/sources/demo.yaml", Corpus: "demo-out/corpus",
+	return DemoConfig{Name: "demo", Out: "demo-out", Seed: 1, Prepare: "configs/sources/demo.yaml", Corpus: "demo-out/corpus",
 		Tokenizer: "tokenizer/testdata/tokenizer.json", ShortLen: 256, LongLen: 1024, Base: 10000,
 		Mixture: mixture.Spec{Name: "demo", Seed: 1, Upsample: mixture.UpsampleRepeat, MaxRepeats: 8}, MathSource: "math",
-		Pretrain: trainer.DefaultTrainConfig(), CPT: trainer.DefaultTrainConfig(), Eval: eval.DefaultSuite(),
+		Pretrain: trainer.DefaultTrainConfig(), CPT: trainer.DefaultTrainConfig(), Short: trainer.DefaultTrainConfig(), Eval: eval.DefaultSuite(),
 		GSM8kTrain: 50, GSM8kTest: 40}
 }
 
-// DemoPoints are the demo's experiment points in report order.
-var DemoPoints = []string{"pretrain", "cpt-raised", "cpt-kept", "cpt-nomath"}
+// DemoPoints are the demo's experiment points in report order; the last
+// two run only when the config has a short-length tuning (short.steps > 0).
+var DemoPoints = []string{"pretrain", "cpt-raised", "cpt-kept", "cpt-nomath", "short-raised", "short-kept"}
+
+// cptWeights are the weight overrides of the CPT mixtures (nil: none).
+func (c DemoConfig) cptWeights() map[string]float64 {
+	if c.CPTMath > 0 {
+		return map[string]float64{c.MathSource: c.CPTMath}
+	}
+	return nil
+}
+
+// Points are the points a config runs, in report order.
+func (c DemoConfig) Points() []string {
+	if c.Short.Steps > 0 {
+		return DemoPoints
+	}
+	return DemoPoints[:4]
+}
 
 // DemoResult is everything the demo measured; OUT/REPORT.json holds it.
 type DemoResult struct {
@@ -68,6 +104,7 @@ type DemoResult struct {
 	NewBase  float64                // the base CPT used: the critical base, rounded
 	Points   map[string]PointResult // by name (DemoPoints)
 	Timings  []string               // Markdown rows "| stage | wall time |"
+	Run      RunInfo                // command, commit, machine, load
 	Started  time.Time
 }
 
@@ -81,9 +118,11 @@ type demo struct {
 
 // Demo runs the recipe at toy scale and writes OUT/REPORT.md and
 // OUT/REPORT.json. Tool output (the prepare summary, the RoPE plan, the
-// report) goes to out, progress to log. Finished points are reused on rerun.
-func Demo(ctx context.Context, cfg DemoConfig, out, log io.Writer) (*DemoResult, error) {
+// report) goes to out, progress to log; command is the command line the
+// report names. Finished points are reused on rerun.
+func Demo(ctx context.Context, cfg DemoConfig, command string, out, log io.Writer) (*DemoResult, error) {
 	d := &demo{cfg: cfg, out: out, log: log}
+	d.res.Run = NewRunInfo(command)
 	if err := d.run(ctx); err != nil {
 		return nil, err
 	}
@@ -92,7 +131,11 @@ func Demo(ctx context.Context, cfg DemoConfig, out, log io.Writer) (*DemoResult,
 
 func (d *demo) stepf(format string, a ...any) {
 	d.stage++
-	fmt.Fprintf(d.log, "\n=== demo %d/8: %s\n", d.stage, fmt.Sprintf(format, a...))
+	n := 8
+	if d.cfg.Short.Steps > 0 {
+		n = 10
+	}
+	fmt.Fprintf(d.log, "\n=== %s %d/%d: %s\n", d.cfg.Name, d.stage, n, fmt.Sprintf(format, a...))
 }
 
 func (d *demo) timed(name string, f func() error) error {
@@ -160,12 +203,17 @@ func (d *demo) run(ctx context.Context) error {
 
 	startCkpt := filepath.Join(c.Out, "points", "pretrain", "train", "final")
 	cpt := func(name string, base float64, zeroMath bool) Point {
-		var w map[string]float64
+		w := c.cptWeights()
 		if zeroMath {
 			w = map[string]float64{c.MathSource: 0}
 		}
 		p := Point{Name: name, Mixture: d.mixture(name, c.LongLen, c.CPTTokens, w), Train: c.CPT, Eval: ev}
 		p.Train.Init, p.Train.ModelConfig, p.Train.RopeTheta, p.Train.MaxPositions = startCkpt, "", base, c.LongLen
+		if len(c.TrainEvals) > 0 {
+			te := ev
+			te.Evals = c.TrainEvals
+			p.Train.Eval.SuiteConfig = &te
+		}
 		return p
 	}
 	newBase := d.res.NewBase
@@ -180,6 +228,24 @@ func (d *demo) run(ctx context.Context) error {
 	d.stepf("experiment 2: the same CPT (raised base) with no %s in the mixture", c.MathSource)
 	if err := d.timed("CPT no math (mix+train+eval)", func() error { return d.point(ctx, env, cpt("cpt-nomath", newBase, true)) }); err != nil {
 		return err
+	}
+
+	if c.Short.Steps > 0 {
+		short := func(name string, base float64) Point {
+			p := Point{Name: name, Mixture: d.mixture(name, c.ShortLen, c.ShortTokens, c.cptWeights()), Train: c.Short, Eval: ev}
+			// Trained at the original length; exported to accept the long
+			// one, so the evals test it beyond what it was tuned on.
+			p.Train.Init, p.Train.ModelConfig, p.Train.RopeTheta, p.Train.MaxPositions = startCkpt, "", base, c.LongLen
+			return p
+		}
+		d.stepf("experiment 3 (Liu et al.): tuning at the original %d tokens with the base raised to %.0f", c.ShortLen, newBase)
+		if err := d.timed("short tuning, raised base (mix+train+eval)", func() error { return d.point(ctx, env, short("short-raised", newBase)) }); err != nil {
+			return err
+		}
+		d.stepf("experiment 3 control: the same tuning at %d tokens with the base kept at %g", c.ShortLen, c.Base)
+		if err := d.timed("short tuning, base kept (mix+train+eval)", func() error { return d.point(ctx, env, short("short-kept", c.Base)) }); err != nil {
+			return err
+		}
 	}
 
 	d.stepf("report")
@@ -263,7 +329,14 @@ type corpusMarker struct {
 // keeps a corpus generated earlier with the same settings.
 func (d *demo) generateCorpus(ctx context.Context) error {
 	c := d.cfg
-	train, test, err := eval.GenerateGSM8kSplits(c.Seed, c.GSM8kTrain, c.GSM8kTest)
+	gen := eval.DefaultGSM8kGen(c.Seed)
+	if c.GSM8kGen.MaxOperand > 0 {
+		gen.MaxOperand = c.GSM8kGen.MaxOperand
+	}
+	if c.GSM8kGen.Steps > 0 {
+		gen.Steps = c.GSM8kGen.Steps
+	}
+	train, test, err := gen.GenerateSplits(c.GSM8kTrain, c.GSM8kTest)
 	if err != nil {
 		return err
 	}
@@ -278,14 +351,15 @@ func (d *demo) generateCorpus(ctx context.Context) error {
 		return err
 	}
 	markerPath := filepath.Join(c.Corpus, ".longctx-demo-corpus.json")
-	key := fmt.Sprintf("seed=%d gsm8k_train=%d gsm8k_test=%d", c.Seed, c.GSM8kTrain, c.GSM8kTest)
+	key := fmt.Sprintf("seed=%d gsm8k_train=%d gsm8k_test=%d max_operand=%d steps=%d corpus=%s scale=%d", c.Seed, c.GSM8kTrain, c.GSM8kTest,
+		gen.MaxOperand, gen.Steps, corpus.DemoVersion, max(1, c.CorpusScale))
 	var m corpusMarker
 	if b, err := os.ReadFile(markerPath); err == nil && json.Unmarshal(b, &m) == nil && m.Key == key {
 		d.res.Corpus = m.Files
 		fmt.Fprintf(d.log, "  corpus generated earlier with %s: kept\n", key)
 		return nil
 	}
-	if d.res.Corpus, err = corpus.GenerateDemo(ctx, c.Corpus, c.Seed); err != nil {
+	if d.res.Corpus, err = corpus.GenerateCorpus(ctx, c.Corpus, c.Seed, max(1, c.CorpusScale)); err != nil {
 		return err
 	}
 	if err := d.gsm8kCorpus(ctx, train); err != nil {

@@ -79,7 +79,7 @@ func TestDemo(t *testing.T) {
 	dir := t.TempDir()
 	c := tinyDemo(t, dir)
 	var out, log bytes.Buffer
-	res, err := Demo(context.Background(), c, &out, &log)
+	res, err := Demo(context.Background(), c, "go test", &out, &log)
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, log.String())
 	}
@@ -155,7 +155,7 @@ func TestDemo(t *testing.T) {
 		shardHashes[name] = sha(t, filepath.Join(res.Points[name].Dir, "shards", shards.ManifestName))
 	}
 	log.Reset()
-	again, err := Demo(context.Background(), c, &out, &log)
+	again, err := Demo(context.Background(), c, "go test", &out, &log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"time"
 
 	beamlog "github.com/apache/beam/sdks/v2/go/pkg/beam/log"
@@ -17,18 +18,28 @@ import (
 )
 
 func init() {
-	register(&command{name: "demo", summary: "the whole recipe at toy scale on a generated corpus, with a report", run: runDemo})
+	register(&command{name: "demo", summary: "the whole recipe at toy scale on a generated corpus, with a report",
+		run: func(args []string) error { return runDemo("demo", "", args) }})
+	register(&command{name: "evidence", summary: "the experiments with statistics (base raised vs kept, Liu et al., math share) at toy scale",
+		run: func(args []string) error { return runDemo("evidence", "configs/evidence.yaml", args) }})
 }
 
-func runDemo(args []string) error {
+// runDemo runs recipe.Demo as `longctx NAME`; defaultConfig is loaded when
+// no --config is given.
+func runDemo(name, defaultConfig string, args []string) error {
 	cfg := recipe.DefaultDemoConfig()
-	if p := config.ConfigPath(args); p != "" {
+	cfg.Name = name
+	p := config.ConfigPath(args)
+	if p == "" {
+		p = defaultConfig
+	}
+	if p != "" {
 		if err := config.Load(p, &cfg); err != nil {
 			return err
 		}
 	}
-	fs := newFlags("demo", "demo [--config configs/demo.yaml] [--FIELD value ...]")
-	fs.String("config", "", "YAML demo config (configs/demo.yaml)")
+	fs := newFlags(name, name+" [--config configs/"+name+".yaml] [--FIELD value ...]")
+	fs.String("config", "", "YAML config (configs/"+name+".yaml)")
 	if err := config.BindFlags(fs, "", &cfg); err != nil {
 		return err
 	}
@@ -48,9 +59,9 @@ func runDemo(args []string) error {
 		beamlog.SetLogger(pipelines.BeamLogger{Min: beamlog.SevWarn})
 	}
 	start := time.Now()
-	if _, err := recipe.Demo(ctx, cfg, os.Stdout, os.Stderr); err != nil {
+	if _, err := recipe.Demo(ctx, cfg, strings.Join(os.Args, " "), os.Stdout, os.Stderr); err != nil {
 		return err
 	}
-	fmt.Printf("demo done in %s; report: %s\n", time.Since(start).Round(time.Second), filepath.Join(cfg.Out, "REPORT.md"))
+	fmt.Printf("%s done in %s; report: %s\n", name, time.Since(start).Round(time.Second), filepath.Join(cfg.Out, "REPORT.md"))
 	return nil
 }
