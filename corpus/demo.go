@@ -28,7 +28,7 @@ type DemoFile struct {
 
 // DemoVersion names the generator's output: runs that keep a corpus
 // generated earlier compare it, so a changed generator regenerates.
-const DemoVersion = "2-recall-facts"
+const DemoVersion = "5-recall-facts-dense"
 
 // GenerateDemo writes a small sample corpus under dir in the five real
 // layouts (paths mirror the real dumps), from synthesised text: long books,
@@ -293,7 +293,12 @@ func (g *demoGen) book(words int) string {
 				// Plain "X is Y" statements, so "is" alone never marks a fact.
 				st = fmt.Sprintf("The %s is %s.", g.pick(demoNouns), g.pick(demoAdjs))
 			}
+			// Two chances per sentence: dense enough that copying is a
+			// large share of what there is to learn.
 			st = facts.next(n) + st
+			if more := facts.next(n + strings.Count(st, " ") + 1); more != "" {
+				st += " " + strings.TrimSpace(more)
+			}
 			s.WriteString(st + " ")
 			n += strings.Count(st, " ") + 1
 		}
@@ -344,46 +349,65 @@ func FactQuestion(key, value string) string {
 }
 
 type openFact struct {
-	key, value string
-	due        int // word count at which it is recalled
+	key, recall string
+	due         int // word count at which it is recalled
 }
 
 type facts struct {
-	g    *demoGen
 	open []openFact
 	next func(n int) string
 }
 
 // newFacts returns a fact stream for one document: next(n) is the text to
-// put before the sentence at word n (a new fact, due recalls, or nothing).
+// put before the sentence at word n (new facts, due recalls, or nothing).
+// Besides codes it repeats made-up phrases ("Omar whispered the words
+// kalo mirate."), a plain copy signal on rare tokens.
 func (g *demoGen) newFacts() *facts {
-	f := &facts{g: g}
+	f := &facts{}
+	gap := func() int {
+		if g.r.IntN(10) < 8 {
+			return 5 + g.r.IntN(60)
+		}
+		return int(150 * math.Exp(g.r.Float64()*math.Log(3000.0/150)))
+	}
 	f.next = func(n int) string {
 		var out strings.Builder
 		for i := 0; i < len(f.open); {
 			if f.open[i].due <= n {
-				out.WriteString(FactQuestion(f.open[i].key, f.open[i].value) + " ")
+				out.WriteString(f.open[i].recall + " ")
 				f.open = append(f.open[:i], f.open[i+1:]...)
 				continue
 			}
 			i++
 		}
-		if g.r.IntN(4) == 0 && len(f.open) < 6 {
+		if len(f.open) >= 24 {
+			return out.String()
+		}
+		switch g.r.IntN(8) {
+		case 0, 1, 2, 3, 4:
 			key := FactKeys[g.r.IntN(len(FactKeys))]
 			for _, o := range f.open {
 				if o.key == key {
 					return out.String()
 				}
 			}
-			var gap int
-			if g.r.IntN(5) < 3 {
-				gap = 10 + g.r.IntN(170)
-			} else {
-				gap = int(180 * math.Exp(g.r.Float64()*math.Log(3000.0/180)))
-			}
 			v := fmt.Sprint(1000 + g.r.IntN(9000))
-			f.open = append(f.open, openFact{key: key, value: v, due: n + gap})
+			f.open = append(f.open, openFact{key: key, recall: FactQuestion(key, v), due: n + gap()})
 			out.WriteString(FactStatement(key, v) + " ")
+		case 5, 6:
+			name := demoNames[g.r.IntN(len(demoNames))]
+			for _, o := range f.open {
+				if o.key == name {
+					return out.String()
+				}
+			}
+			words := make([]string, 2+g.r.IntN(3))
+			for i := range words {
+				words[i] = g.rare()
+			}
+			phrase := strings.Join(words, " ")
+			f.open = append(f.open, openFact{key: name, recall: fmt.Sprintf("Again %s whispered the words %s.", name, phrase), due: n + gap()})
+			fmt.Fprintf(&out, "%s whispered the words %s. ", name, phrase)
 		}
 		return out.String()
 	}

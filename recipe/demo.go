@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"longctx/config"
@@ -58,8 +59,11 @@ type DemoConfig struct {
 	// TrainEvals are the evals the CPT points run in training (cpt.eval:
 	// every N steps); empty runs the whole eval suite.
 	TrainEvals []string `yaml:"train_evals" help:"evals run during CPT (default: the whole suite)"`
-	GSM8kTrain int      `yaml:"gsm8k_train" help:"generated GSM8k-format few-shot pool size"`
-	GSM8kTest  int      `yaml:"gsm8k_test" help:"generated GSM8k-format test questions"`
+	// PretrainEvals are the evals pretraining runs in training (pretrain.eval:
+	// every N steps): how the skills grow; empty runs the whole suite.
+	PretrainEvals []string `yaml:"pretrain_evals" help:"evals run during pretraining (default: the whole suite)"`
+	GSM8kTrain    int      `yaml:"gsm8k_train" help:"generated GSM8k-format few-shot pool size"`
+	GSM8kTest     int      `yaml:"gsm8k_test" help:"generated GSM8k-format test questions"`
 	// GSM8kGen sets the difficulty of the generated problems (its seed is
 	// the demo seed); zero fields keep the generator's defaults.
 	GSM8kGen eval.GSM8kGen    `yaml:"gsm8k_gen" help:"GSM8k-format generator: max_operand, steps (seed: the demo seed)"`
@@ -78,6 +82,44 @@ func DefaultDemoConfig() DemoConfig {
 // DemoPoints are the demo's experiment points in report order; the last
 // two run only when the config has a short-length tuning (short.steps > 0).
 var DemoPoints = []string{"pretrain", "cpt-raised", "cpt-kept", "cpt-nomath", "short-raised", "short-kept"}
+
+// maxPositions is what every exported model accepts: the CPT length or the
+// longest eval, whichever is longer, so that each model is tested beyond
+// the length it was trained at (8x the pretraining length) rather than
+// scored wrong for lack of positions.
+func (c DemoConfig) maxPositions() int {
+	m := c.LongLen
+	for _, ls := range [][]int{c.Eval.KV.Lengths, c.Eval.Passkey.Lengths, c.Eval.NIAH.Lengths} {
+		for _, l := range ls {
+			m = max(m, l)
+		}
+	}
+	if slices.Contains(c.Eval.Evals, "ppl") {
+		m = max(m, c.Eval.PPL.Window)
+	}
+	return m
+}
+
+// inTraining is the suite run during training: the named evals (all when
+// empty), with retrieval only at lengths up to the training length.
+func inTraining(ev eval.SuiteConfig, evals []string, seqLen int) *eval.SuiteConfig {
+	if len(evals) > 0 {
+		ev.Evals = evals
+	}
+	within := func(ls []int) []int {
+		var out []int
+		for _, l := range ls {
+			if l <= seqLen {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	ev.KV.Lengths, ev.Passkey.Lengths, ev.NIAH.Lengths = within(ev.KV.Lengths), within(ev.Passkey.Lengths), within(ev.NIAH.Lengths)
+	lengths := map[string]int{"kv": len(ev.KV.Lengths), "passkey": len(ev.Passkey.Lengths), "niah": len(ev.NIAH.Lengths)}
+	ev.Evals = slices.DeleteFunc(slices.Clone(ev.Evals), func(e string) bool { n, ok := lengths[e]; return ok && n == 0 })
+	return &ev
+}
 
 // cptWeights are the weight overrides of the CPT mixtures (nil: none).
 func (c DemoConfig) cptWeights() map[string]float64 {
@@ -187,7 +229,8 @@ func (d *demo) run(ctx context.Context) error {
 	pre := Point{Name: "pretrain", Mixture: d.mixture("pretrain", c.ShortLen, c.PretrainTokens, nil), Train: c.Pretrain, Eval: ev}
 	// The export accepts the long length so the "before" evals can measure
 	// how the short-context model does past its training length.
-	pre.Train.RopeTheta, pre.Train.MaxPositions = c.Base, c.LongLen
+	pre.Train.RopeTheta, pre.Train.MaxPositions = c.Base, c.maxPositions()
+	pre.Train.Eval.SuiteConfig = inTraining(ev, c.PretrainEvals, c.ShortLen)
 	if err := d.timed("pretrain (mix+train+eval)", func() error { return d.point(ctx, env, pre) }); err != nil {
 		return err
 	}
@@ -208,12 +251,8 @@ func (d *demo) run(ctx context.Context) error {
 			w = map[string]float64{c.MathSource: 0}
 		}
 		p := Point{Name: name, Mixture: d.mixture(name, c.LongLen, c.CPTTokens, w), Train: c.CPT, Eval: ev}
-		p.Train.Init, p.Train.ModelConfig, p.Train.RopeTheta, p.Train.MaxPositions = startCkpt, "", base, c.LongLen
-		if len(c.TrainEvals) > 0 {
-			te := ev
-			te.Evals = c.TrainEvals
-			p.Train.Eval.SuiteConfig = &te
-		}
+		p.Train.Init, p.Train.ModelConfig, p.Train.RopeTheta, p.Train.MaxPositions = startCkpt, "", base, c.maxPositions()
+		p.Train.Eval.SuiteConfig = inTraining(ev, c.TrainEvals, c.LongLen)
 		return p
 	}
 	newBase := d.res.NewBase
@@ -235,7 +274,7 @@ func (d *demo) run(ctx context.Context) error {
 			p := Point{Name: name, Mixture: d.mixture(name, c.ShortLen, c.ShortTokens, c.cptWeights()), Train: c.Short, Eval: ev}
 			// Trained at the original length; exported to accept the long
 			// one, so the evals test it beyond what it was tuned on.
-			p.Train.Init, p.Train.ModelConfig, p.Train.RopeTheta, p.Train.MaxPositions = startCkpt, "", base, c.LongLen
+			p.Train.Init, p.Train.ModelConfig, p.Train.RopeTheta, p.Train.MaxPositions = startCkpt, "", base, c.maxPositions()
 			return p
 		}
 		d.stepf("experiment 3 (Liu et al.): tuning at the original %d tokens with the base raised to %.0f", c.ShortLen, newBase)
@@ -286,7 +325,7 @@ func (d *demo) ropePlan(ctx context.Context, headDim int) error {
 // the total at 1.
 func (d *demo) mixture(name string, seqLen int, tokens int64, weights map[string]float64) mixture.Spec {
 	s := d.cfg.Mixture
-	s.Name, s.SeqLen, s.TotalTokens, s.Sweep = "demo-"+name, seqLen, tokens, nil
+	s.Name, s.SeqLen, s.TotalTokens, s.Sweep = s.Name+"-"+name, seqLen, tokens, nil
 	var fixed, rest float64
 	for _, src := range s.Sources {
 		if w, ok := weights[src.Name]; ok {
