@@ -184,7 +184,7 @@ func writeInTrainingEvals(w func(string, ...any), c DemoConfig, d *DemoResult, o
 			continue
 		}
 		if !any {
-			w("\n\n### In-training evals (every %d steps, on the live weights; gate paired against step 0)\n\n", c.CPT.Eval.Every)
+			w("\n\n### In-training evals (on the live weights; gate paired against step 0)\n\n")
 			w("| point | steps evaluated | eval time | last gate |\n|---|---|---|---|\n")
 			any = true
 		}

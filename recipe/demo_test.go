@@ -138,7 +138,7 @@ func TestDemo(t *testing.T) {
 		}
 	}
 	// Every experiment's paired comparisons are in the report, each with n.
-	for _, s := range []string{"### Experiment 1", "### Experiment 2 (Liu et al.)", "### Experiment 3", "In words:", "| passkey_acc@256 | 2 |", "## 6. The pretrained model's skills"} {
+	for _, s := range []string{"### Experiment 1", "### Experiment 2 (Liu et al.)", "### Experiment 3", "In words:", "| passkey_acc@256 | 1 |", "## 6. The pretrained model's skills"} {
 		if !bytes.Contains(md, []byte(s)) {
 			t.Errorf("REPORT.md lacks %q", s)
 		}
@@ -173,6 +173,21 @@ func TestDemo(t *testing.T) {
 	for name, p := range js.Points {
 		if p.Metrics["gsm8k_flexible"] != res.Points[name].Metrics["gsm8k_flexible"] || p.Train.FinalLoss != res.Points[name].Train.FinalLoss {
 			t.Errorf("REPORT.json %s differs from the run", name)
+		}
+	}
+
+	// Publishing copies the report and every plot it links to.
+	pub := filepath.Join(dir, "published")
+	files, err := PublishReport(context.Background(), c.Out, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 10 || sha(t, filepath.Join(pub, "REPORT.md")) != sha(t, filepath.Join(c.Out, "REPORT.md")) {
+		t.Errorf("published %d files: %v", len(files), files)
+	}
+	for _, f := range files {
+		if _, err := os.Stat(filepath.Join(pub, f)); err != nil {
+			t.Errorf("published report lacks %s: %v", f, err)
 		}
 	}
 

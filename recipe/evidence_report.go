@@ -1,9 +1,11 @@
 package recipe
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -11,6 +13,7 @@ import (
 	"strings"
 
 	"longctx/eval"
+	"longctx/storage"
 	"longctx/trainer"
 )
 
@@ -69,7 +72,10 @@ func PairedDiff(experiment, m string, base, cand PointResult) (Diff, error) {
 	} else {
 		d.Lo, d.Hi = pd.Lo, pd.Hi
 	}
-	d.Significant = d.Lo > 0 || d.Hi < 0
+	// One item has no spread: its "interval" is a point, not evidence.
+	d.Significant = d.N >= 2 && (d.Lo > 0 || d.Hi < 0)
+	// -0 prints as "-0.0"; keep zeros positive.
+	d.Diff, d.Lo, d.Hi = d.Diff+0, d.Lo+0, d.Hi+0
 	return d, nil
 }
 
@@ -260,10 +266,10 @@ func writeEvidence(w func(string, ...any), c DemoConfig, d *DemoResult, order []
 
 	// Paired comparisons.
 	w("\n## 7. Experiments, paired (same start checkpoint, same token budget, same eval items)\n\n")
-	w("Each row is candidate − baseline on the same items: accuracies in points, losses in nats (lower is better). " +
-		"The 95% interval is a paired bootstrap over items (4,000 resamples, fixed seed); p is McNemar's exact test for accuracies " +
-		"and the bootstrap's two-sided p for losses. A difference is called significant when its 95% interval excludes 0. " +
-		"Nothing is left out: every metric compared is listed.\n\n")
+	w("%s", "Each row is candidate − baseline on the same items: accuracies in points, losses in nats (lower is better). "+
+		"The 95% interval is a paired bootstrap over items (4,000 resamples, fixed seed); p is McNemar's exact test for accuracies "+
+		"and the bootstrap's two-sided p for losses (< 0.00025 when no resample crossed 0). A difference is called significant when its "+
+		"95% interval excludes 0 and n ≥ 2 (one document gives no interval). Nothing is left out: every metric compared is listed.\n\n")
 	var all []Diff
 	for _, e := range c.experiments(d, d.NewBase) {
 		b, okB := d.Points[e.base]
@@ -288,8 +294,12 @@ func writeEvidence(w func(string, ...any), c DemoConfig, d *DemoResult, order []
 			if !b.Metrics[m].HigherIsBetter {
 				f = "%.3f"
 			}
-			w("| %s | %d | "+f+" | "+f+" | "+strings.Replace(f, "%", "%+", 1)+" | "+f+" .. "+f+" | %.3g | %s |\n",
-				m, df.N, df.Base, df.Cand, df.Diff, df.Lo, df.Hi, df.P, verdict)
+			p := fmt.Sprintf("%.3g", df.P)
+			if df.P == 0 {
+				p = "< 0.00025"
+			}
+			w("| %s | %d | "+f+" | "+f+" | "+strings.Replace(f, "%", "%+", 1)+" | "+f+" .. "+f+" | %s | %s |\n",
+				m, df.N, df.Base, df.Cand, df.Diff, df.Lo, df.Hi, p, verdict)
 			desc := fmt.Sprintf("%s (%+.3g)", m, df.Diff)
 			if df.Significant {
 				sig = append(sig, desc)
@@ -379,4 +389,36 @@ func loadAvg() string {
 		return ""
 	}
 	return strings.Join(f[:3], " ")
+}
+
+var imageLink = regexp.MustCompile(`!\[[^\]]*\]\(([^)]+\.png)\)`)
+
+// PublishReport copies OUT/REPORT.md, OUT/REPORT.json and every PNG the
+// report links to into dst, keeping the relative paths, so the copy reads
+// the same (docs/evidence is one run's report, committed as generated).
+func PublishReport(ctx context.Context, out, dst string) ([]string, error) {
+	md, err := os.ReadFile(filepath.Join(out, "REPORT.md"))
+	if err != nil {
+		return nil, err
+	}
+	files := []string{"REPORT.md", "REPORT.json"}
+	for _, m := range imageLink.FindAllSubmatch(md, -1) {
+		rel := filepath.Clean(string(m[1]))
+		if filepath.IsAbs(rel) || strings.HasPrefix(rel, "..") {
+			return nil, fmt.Errorf("publish: %s links outside %s: %s", filepath.Join(out, "REPORT.md"), out, rel)
+		}
+		if !slices.Contains(files, rel) {
+			files = append(files, rel)
+		}
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join(out, f))
+		if err != nil {
+			return nil, fmt.Errorf("publish: %w", err)
+		}
+		if err := storage.WriteFile(ctx, filepath.Join(dst, f), b); err != nil {
+			return nil, err
+		}
+	}
+	return files, nil
 }

@@ -40,6 +40,7 @@ func runDemo(name, defaultConfig string, args []string) error {
 	}
 	fs := newFlags(name, name+" [--config configs/"+name+".yaml] [--FIELD value ...]")
 	fs.String("config", "", "YAML config (configs/"+name+".yaml)")
+	publish := fs.String("publish", "", "after the run, copy REPORT.md, REPORT.json and the PNGs it links to into this directory (docs/evidence)")
 	if err := config.BindFlags(fs, "", &cfg); err != nil {
 		return err
 	}
@@ -61,6 +62,13 @@ func runDemo(name, defaultConfig string, args []string) error {
 	start := time.Now()
 	if _, err := recipe.Demo(ctx, cfg, strings.Join(os.Args, " "), os.Stdout, os.Stderr); err != nil {
 		return err
+	}
+	if *publish != "" {
+		files, err := recipe.PublishReport(ctx, cfg.Out, *publish)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%s: published %d files to %s\n", name, len(files), *publish)
 	}
 	fmt.Printf("%s done in %s; report: %s\n", name, time.Since(start).Round(time.Second), filepath.Join(cfg.Out, "REPORT.md"))
 	return nil
