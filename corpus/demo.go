@@ -28,7 +28,7 @@ type DemoFile struct {
 
 // DemoVersion names the generator's output: runs that keep a corpus
 // generated earlier compare it, so a changed generator regenerates.
-const DemoVersion = "5-recall-facts-dense"
+const DemoVersion = "6-recall-facts-long-phrases"
 
 // GenerateDemo writes a small sample corpus under dir in the five real
 // layouts (paths mirror the real dumps), from synthesised text: long books,
@@ -384,7 +384,7 @@ func (g *demoGen) newFacts() *facts {
 			return out.String()
 		}
 		switch g.r.IntN(8) {
-		case 0, 1, 2, 3, 4:
+		case 0, 1, 2, 3:
 			key := FactKeys[g.r.IntN(len(FactKeys))]
 			for _, o := range f.open {
 				if o.key == key {
@@ -394,14 +394,14 @@ func (g *demoGen) newFacts() *facts {
 			v := fmt.Sprint(1000 + g.r.IntN(9000))
 			f.open = append(f.open, openFact{key: key, recall: FactQuestion(key, v), due: n + gap()})
 			out.WriteString(FactStatement(key, v) + " ")
-		case 5, 6:
+		case 4, 5, 6:
 			name := demoNames[g.r.IntN(len(demoNames))]
 			for _, o := range f.open {
 				if o.key == name {
 					return out.String()
 				}
 			}
-			words := make([]string, 2+g.r.IntN(3))
+			words := make([]string, 4+g.r.IntN(7))
 			for i := range words {
 				words[i] = g.rare()
 			}
