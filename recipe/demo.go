@@ -156,6 +156,7 @@ type demo struct {
 	out, log io.Writer
 	stage    int
 	res      DemoResult
+	reused   *PointResult // set by point when the point was finished earlier
 }
 
 // Demo runs the recipe at toy scale and writes OUT/REPORT.md and
@@ -182,8 +183,17 @@ func (d *demo) stepf(format string, a ...any) {
 
 func (d *demo) timed(name string, f func() error) error {
 	t := time.Now()
+	d.reused = nil
 	err := f()
-	d.res.Timings = append(d.res.Timings, fmt.Sprintf("| %s | %s |", name, time.Since(t).Round(100*time.Millisecond)))
+	took := time.Since(t).Round(100 * time.Millisecond).String()
+	if d.reused != nil {
+		// A point finished by an earlier run: this run only read it back,
+		// so say so and give the training time it recorded.
+		tr := d.reused.Train
+		took = fmt.Sprintf("%s (point finished by an earlier run and reused: %d steps, %d tokens at %.0f tokens/s, %.0f s of in-training evals)",
+			took, tr.Steps, tr.Tokens, tr.TokensPerS, tr.EvalSeconds)
+	}
+	d.res.Timings = append(d.res.Timings, fmt.Sprintf("| %s | %s |", name, took))
 	return err
 }
 
@@ -354,6 +364,9 @@ func (d *demo) point(ctx context.Context, env Env, p Point) error {
 		return err
 	}
 	d.res.Points[p.Name] = r
+	if r.Skipped {
+		d.reused = &r
+	}
 	return nil
 }
 
