@@ -204,6 +204,9 @@ func TestDemo(t *testing.T) {
 	if !strings.Contains(log.String(), "corpus generated earlier") {
 		t.Errorf("rerun regenerated the corpus")
 	}
+	if md, err := os.ReadFile(filepath.Join(c.Out, "REPORT.md")); err != nil || !bytes.Contains(md, []byte("finished by an earlier run and reused")) {
+		t.Errorf("the rerun's report does not say its points were reused (%v)", err)
+	}
 	for _, name := range DemoPoints {
 		p := again.Points[name]
 		if !p.Skipped || p.Lineage.ShardsHash != res.Points[name].Lineage.ShardsHash || p.Lineage.CheckpointHash != res.Points[name].Lineage.CheckpointHash {
