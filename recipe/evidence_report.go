@@ -2,7 +2,9 @@ package recipe
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -395,30 +397,37 @@ var imageLink = regexp.MustCompile(`!\[[^\]]*\]\(([^)]+\.png)\)`)
 
 // PublishReport copies OUT/REPORT.md, OUT/REPORT.json and every PNG the
 // report links to into dst, keeping the relative paths, so the copy reads
-// the same (docs/evidence is one run's report, committed as generated).
-func PublishReport(ctx context.Context, out, dst string) ([]string, error) {
+// the same (docs/evidence is one run's report, committed as generated). It
+// returns the files copied and the linked plots that no longer exist under
+// OUT (left out, so the caller can say so); a missing report is an error.
+func PublishReport(ctx context.Context, out, dst string) (copied, missing []string, err error) {
 	md, err := os.ReadFile(filepath.Join(out, "REPORT.md"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	files := []string{"REPORT.md", "REPORT.json"}
 	for _, m := range imageLink.FindAllSubmatch(md, -1) {
 		rel := filepath.Clean(string(m[1]))
 		if filepath.IsAbs(rel) || strings.HasPrefix(rel, "..") {
-			return nil, fmt.Errorf("publish: %s links outside %s: %s", filepath.Join(out, "REPORT.md"), out, rel)
+			return nil, nil, fmt.Errorf("publish: %s links outside %s: %s", filepath.Join(out, "REPORT.md"), out, rel)
 		}
 		if !slices.Contains(files, rel) {
 			files = append(files, rel)
 		}
 	}
-	for _, f := range files {
+	for i, f := range files {
 		b, err := os.ReadFile(filepath.Join(out, f))
+		if errors.Is(err, fs.ErrNotExist) && i >= 2 {
+			missing = append(missing, f)
+			continue
+		}
 		if err != nil {
-			return nil, fmt.Errorf("publish: %w", err)
+			return nil, nil, fmt.Errorf("publish: %w", err)
 		}
 		if err := storage.WriteFile(ctx, filepath.Join(dst, f), b); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
+		copied = append(copied, f)
 	}
-	return files, nil
+	return copied, missing, nil
 }

@@ -41,6 +41,7 @@ func runDemo(name, defaultConfig string, args []string) error {
 	fs := newFlags(name, name+" [--config configs/"+name+".yaml] [--FIELD value ...]")
 	fs.String("config", "", "YAML config (configs/"+name+".yaml)")
 	publish := fs.String("publish", "", "after the run, copy REPORT.md, REPORT.json and the PNGs it links to into this directory (docs/evidence)")
+	publishOnly := fs.Bool("publish-only", false, "with --publish: copy the report already under out without running anything")
 	if err := config.BindFlags(fs, "", &cfg); err != nil {
 		return err
 	}
@@ -60,15 +61,24 @@ func runDemo(name, defaultConfig string, args []string) error {
 		beamlog.SetLogger(pipelines.BeamLogger{Min: beamlog.SevWarn})
 	}
 	start := time.Now()
-	if _, err := recipe.Demo(ctx, cfg, strings.Join(os.Args, " "), os.Stdout, os.Stderr); err != nil {
-		return err
+	if *publishOnly && *publish == "" {
+		return usagef("--publish-only needs --publish DIR")
+	}
+	if !*publishOnly {
+		if _, err := recipe.Demo(ctx, cfg, strings.Join(os.Args, " "), os.Stdout, os.Stderr); err != nil {
+			return err
+		}
 	}
 	if *publish != "" {
-		files, err := recipe.PublishReport(ctx, cfg.Out, *publish)
+		files, missing, err := recipe.PublishReport(ctx, cfg.Out, *publish)
 		if err != nil {
 			return err
 		}
 		fmt.Printf("%s: published %d files to %s\n", name, len(files), *publish)
+		if len(missing) > 0 {
+			fmt.Fprintf(os.Stderr, "%s: warning: the report links to %d plots no longer under %s, not published: %s\n",
+				name, len(missing), cfg.Out, strings.Join(missing, ", "))
+		}
 	}
 	fmt.Printf("%s done in %s; report: %s\n", name, time.Since(start).Round(time.Second), filepath.Join(cfg.Out, "REPORT.md"))
 	return nil
