@@ -30,8 +30,15 @@ func runDemo(name, defaultConfig string, args []string) error {
 	cfg := recipe.DefaultDemoConfig()
 	cfg.Name = name
 	p := config.ConfigPath(args)
-	if p == "" {
-		p = defaultConfig
+	var missingDefault error
+	if p == "" && defaultConfig != "" {
+		// The default config is relative to the repository root; --help and
+		// flag errors still work elsewhere, a run does not.
+		if _, err := os.Stat(defaultConfig); err != nil {
+			missingDefault = fmt.Errorf("no --config given and %s not found (run from the repository root): %w", defaultConfig, err)
+		} else {
+			p = defaultConfig
+		}
 	}
 	if p != "" {
 		if err := config.Load(p, &cfg); err != nil {
@@ -47,6 +54,9 @@ func runDemo(name, defaultConfig string, args []string) error {
 	}
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
+	}
+	if missingDefault != nil {
+		return missingDefault
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
