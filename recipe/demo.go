@@ -45,7 +45,7 @@ type DemoConfig struct {
 	Mixture        mixture.Spec `yaml:"mixture"`
 	PretrainTokens int64        `yaml:"pretrain_tokens" help:"token budget of the pretraining mixture"`
 	CPTTokens      int64        `yaml:"cpt_tokens" help:"token budget of each continued-pretraining mixture"`
-	MathSource     string       `yaml:"math_source" help:"the math source (experiment 2 sets its weight to 0)"`
+	MathSource     string       `yaml:"math_source" help:"the math source (experiment 3 sets its weight to 0)"`
 	// CPTMath is the math source's weight in the CPT and short-tuning
 	// mixtures (the others rescaled); 0 keeps the mixture's own weight.
 	CPTMath  float64             `yaml:"cpt_math" help:"math weight of the CPT mixtures (0 = the mixture's)"`
@@ -274,7 +274,7 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.timed("CPT base kept (mix+train+eval)", func() error { return d.point(ctx, env, cpt("cpt-kept", c.Base, false)) }); err != nil {
 		return err
 	}
-	d.stepf("experiment 2: the same CPT (raised base) with no %s in the mixture", c.MathSource)
+	d.stepf("experiment 3: the same CPT (raised base) with no %s in the mixture", c.MathSource)
 	if err := d.timed("CPT no math (mix+train+eval)", func() error { return d.point(ctx, env, cpt("cpt-nomath", newBase, true)) }); err != nil {
 		return err
 	}
@@ -287,11 +287,11 @@ func (d *demo) run(ctx context.Context) error {
 			p.Train.Init, p.Train.ModelConfig, p.Train.RopeTheta, p.Train.MaxPositions = startCkpt, "", base, c.maxPositions()
 			return p
 		}
-		d.stepf("experiment 3 (Liu et al.): tuning at the original %d tokens with the base raised to %.0f", c.ShortLen, newBase)
+		d.stepf("experiment 2 (Liu et al.): tuning at the original %d tokens with the base raised to %.0f", c.ShortLen, newBase)
 		if err := d.timed("short tuning, raised base (mix+train+eval)", func() error { return d.point(ctx, env, short("short-raised", newBase)) }); err != nil {
 			return err
 		}
-		d.stepf("experiment 3 control: the same tuning at %d tokens with the base kept at %g", c.ShortLen, c.Base)
+		d.stepf("experiment 2 control: the same tuning at %d tokens with the base kept at %g", c.ShortLen, c.Base)
 		if err := d.timed("short tuning, base kept (mix+train+eval)", func() error { return d.point(ctx, env, short("short-kept", c.Base)) }); err != nil {
 			return err
 		}
