@@ -18,7 +18,7 @@ RACE_PKGS := ./config/... ./storage/... ./progress/... ./mixture/... ./shards/..
 # The reference encoder (npm tokenizers@0.23.2) the tokenizer's golden tests compare against.
 HF_TOKENIZERS := tokenizer/testdata/gen/node_modules/.package-lock.json
 
-.PHONY: build build-train test bench bench-deps opsbench demo sweep lint clean
+.PHONY: build build-train test bench bench-deps opsbench demo evidence sweep lint clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/longctx
@@ -59,7 +59,13 @@ opsbench:
 demo: build
 	./$(BIN) demo --config configs/demo.yaml
 
-# A 3-point math-weight sweep over the demo corpus (run after make demo).
+# The experiments with statistics (~60 min on 2 cores): a toy model with
+# retrieval and arithmetic skills, base raised vs kept, Liu et al.'s
+# short-length tuning, math share; report in evidence-out/REPORT.md.
+evidence: build
+	./$(BIN) evidence --config configs/evidence.yaml
+
+# A 4-point math-weight sweep over the demo corpus (run after make demo).
 sweep: build
 	./$(BIN) sweep --config configs/sweeps/demo-math.yaml
 
@@ -69,4 +75,4 @@ lint:
 	$(GO) vet ./...
 
 clean:
-	rm -rf bin demo-out sweep-out out
+	rm -rf bin demo-out evidence-out sweep-out out

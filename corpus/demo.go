@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strings"
 
@@ -24,6 +25,10 @@ type DemoFile struct {
 	Malformed int    `json:"malformed"` // of which deliberately malformed
 	Bytes     int    `json:"bytes"`
 }
+
+// DemoVersion names the generator's output: runs that keep a corpus
+// generated earlier compare it, so a changed generator regenerates.
+const DemoVersion = "6-recall-facts-long-phrases"
 
 // GenerateDemo writes a small sample corpus under dir in the five real
 // layouts (paths mirror the real dumps), from synthesised text: long books,
@@ -267,11 +272,13 @@ func (g *demoGen) sentence() string {
 	return s.String() + "."
 }
 
-// book writes about `words` words in chapters and paragraphs, with dialogue.
+// book writes about `words` words in chapters and paragraphs, with dialogue
+// and facts stated early and recalled later (recallFacts).
 func (g *demoGen) book(words int) string {
 	var s strings.Builder
 	s.WriteString(strings.ToUpper(g.title()) + "\n\n")
 	chapter, n := 1, 0
+	facts := g.newFacts()
 	for n < words {
 		if n == 0 || g.r.IntN(40) == 0 {
 			fmt.Fprintf(&s, "CHAPTER %d\n\n", chapter)
@@ -279,8 +286,18 @@ func (g *demoGen) book(words int) string {
 		}
 		for k := 2 + g.r.IntN(5); k > 0; k-- {
 			st := g.sentence()
-			if g.r.IntN(5) == 0 {
+			switch g.r.IntN(10) {
+			case 0, 1:
 				st = fmt.Sprintf("\u201c%s\u201d said %s.", st, g.pick(demoNames))
+			case 2:
+				// Plain "X is Y" statements, so "is" alone never marks a fact.
+				st = fmt.Sprintf("The %s is %s.", g.pick(demoNouns), g.pick(demoAdjs))
+			}
+			// Two chances per sentence: dense enough that copying is a
+			// large share of what there is to learn.
+			st = facts.next(n) + st
+			if more := facts.next(n + strings.Count(st, " ") + 1); more != "" {
+				st += " " + strings.TrimSpace(more)
 			}
 			s.WriteString(st + " ")
 			n += strings.Count(st, " ") + 1
@@ -290,13 +307,124 @@ func (g *demoGen) book(words int) string {
 	return s.String()
 }
 
+// Recall structure: long documents state facts ("The code of the red box is
+// 4821.") and ask for them again later with the same phrasing ("What is the
+// code of the red box? The code of the red box is 4821."). Keys are reused
+// across documents with new values, so the value can only come from the
+// context: this is what teaches a small model to retrieve over a distance.
+// Recall distances mix short gaps (inside a 256-token window) with long ones
+// (up to a few thousand words), so longer training windows hold longer
+// recalls, as in real books.
+var (
+	factColors  = strings.Fields(`red blue green yellow black white silver golden brown purple`)
+	factObjects = strings.Fields(`box door safe chest gate locker vault drawer trunk cabinet`)
+)
+
+// FactKeys are every fact key ("red box", ...), in a fixed order.
+var FactKeys = func() []string {
+	var k []string
+	for _, c := range factColors {
+		for _, o := range factObjects {
+			k = append(k, c+" "+o)
+		}
+	}
+	return k
+}()
+
+// FactQuestionPrefix is FactQuestion up to the value: what a retrieval
+// prompt ends with.
+func FactQuestionPrefix(key string) string {
+	return fmt.Sprintf("What is the code of the %s? The code of the %s is", key, key)
+}
+
+// FactStatement and FactQuestion are the recall phrasing shared by the
+// corpus and the key-value retrieval eval (eval.PasskeyConfig task "kv").
+func FactStatement(key, value string) string {
+	return fmt.Sprintf("The code of the %s is %s.", key, value)
+}
+
+// FactQuestion is the question that recalls a fact, with the answer.
+func FactQuestion(key, value string) string {
+	return FactQuestionPrefix(key) + " " + value + "."
+}
+
+type openFact struct {
+	key, recall string
+	due         int // word count at which it is recalled
+}
+
+type facts struct {
+	open []openFact
+	next func(n int) string
+}
+
+// newFacts returns a fact stream for one document: next(n) is the text to
+// put before the sentence at word n (new facts, due recalls, or nothing).
+// Besides codes it repeats made-up phrases ("Omar whispered the words
+// kalo mirate."), a plain copy signal on rare tokens.
+func (g *demoGen) newFacts() *facts {
+	f := &facts{}
+	gap := func() int {
+		if g.r.IntN(10) < 8 {
+			return 5 + g.r.IntN(60)
+		}
+		return int(150 * math.Exp(g.r.Float64()*math.Log(3000.0/150)))
+	}
+	f.next = func(n int) string {
+		var out strings.Builder
+		for i := 0; i < len(f.open); {
+			if f.open[i].due <= n {
+				out.WriteString(f.open[i].recall + " ")
+				f.open = append(f.open[:i], f.open[i+1:]...)
+				continue
+			}
+			i++
+		}
+		if len(f.open) >= 24 {
+			return out.String()
+		}
+		switch g.r.IntN(8) {
+		case 0, 1, 2, 3:
+			key := FactKeys[g.r.IntN(len(FactKeys))]
+			for _, o := range f.open {
+				if o.key == key {
+					return out.String()
+				}
+			}
+			v := fmt.Sprint(1000 + g.r.IntN(9000))
+			f.open = append(f.open, openFact{key: key, recall: FactQuestion(key, v), due: n + gap()})
+			out.WriteString(FactStatement(key, v) + " ")
+		case 4, 5, 6:
+			name := demoNames[g.r.IntN(len(demoNames))]
+			for _, o := range f.open {
+				if o.key == name {
+					return out.String()
+				}
+			}
+			words := make([]string, 4+g.r.IntN(7))
+			for i := range words {
+				words[i] = g.rare()
+			}
+			phrase := strings.Join(words, " ")
+			f.open = append(f.open, openFact{key: name, recall: fmt.Sprintf("Again %s whispered the words %s.", name, phrase), due: n + gap()})
+			fmt.Fprintf(&out, "%s whispered the words %s. ", name, phrase)
+		}
+		return out.String()
+	}
+	return f
+}
+
 func (g *demoGen) code(lang string, lines int) string {
 	var s strings.Builder
 	n := 0
+	facts := g.newFacts()
 	if lang == "go" {
 		s.WriteString("// Package demo is synthesised sample code.\npackage demo\n\nimport (\n\t\"fmt\"\n\t\"strings\"\n)\n\n")
 		for n < lines {
 			f := g.pick(demoVerbs) + strings.Title(g.pick(demoNouns)) //nolint:staticcheck
+			if c := facts.next(n); c != "" {
+				fmt.Fprintf(&s, "// %s\n", strings.TrimSpace(c))
+			}
 			fmt.Fprintf(&s, "// %s %s the %s %s.\nfunc %s(items []string, limit int) (int, error) {\n", f, g.pick(demoVerbs), g.pick(demoAdjs), g.pick(demoNouns), f)
 			fmt.Fprintf(&s, "\tcount := 0\n\tfor i, item := range items {\n\t\tif i >= limit {\n\t\t\treturn count, fmt.Errorf(\"%s: limit %%d reached\", limit)\n\t\t}\n", f)
 			fmt.Fprintf(&s, "\t\tif strings.Contains(item, %q) {\n\t\t\tcount += len(item) %% %d\n\t\t}\n\t}\n\treturn count, nil\n}\n\n", g.pick(demoNouns), 3+g.r.IntN(17))
@@ -306,6 +434,9 @@ func (g *demoGen) code(lang string, lines int) string {
 		s.WriteString("\"\"\"Synthesised sample module.\"\"\"\nimport math\n\n\n")
 		for n < lines {
 			f := g.pick(demoVerbs) + "_" + g.pick(demoNouns)
+			if c := facts.next(n); c != "" {
+				fmt.Fprintf(&s, "# %s\n", strings.TrimSpace(c))
+			}
 			fmt.Fprintf(&s, "def %s(values, scale=%d):\n    \"\"\"Return the %s %s of values.\"\"\"\n", f, 1+g.r.IntN(9), g.pick(demoAdjs), g.pick(demoNouns))
 			fmt.Fprintf(&s, "    total = 0\n    for i, v in enumerate(values):\n        if v %% %d == 0:\n            total += math.sqrt(abs(v)) * scale\n        else:\n            total -= i\n    return total\n\n\n", 2+g.r.IntN(7))
 			n += 11

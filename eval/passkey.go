@@ -2,7 +2,9 @@ package eval
 
 import (
 	"fmt"
+
 	"hash/fnv"
+	"longctx/corpus"
 	"math/rand/v2"
 	"regexp"
 	"strings"
@@ -25,8 +27,10 @@ var niahCities = []string{"Singapore", "Lisbon", "Nairobi", "Montreal", "Osaka",
 
 // PasskeyConfig sets a passkey or NIAH grid.
 type PasskeyConfig struct {
-	// Task is "passkey" (Landmark format) or "niah" (magic number).
-	Task    string    `yaml:"task" help:"passkey (Landmark Attention format) or niah (magic-number needle)"`
+	// Task is "passkey" (Landmark format), "niah" (magic number) or "kv"
+	// (key-value lookup: one object's code in filler, the corpus's recall
+	// phrasing).
+	Task    string    `yaml:"task" help:"passkey (Landmark Attention format), niah (magic-number needle) or kv (an object's code, the corpus's recall phrasing)"`
 	Lengths []int     `yaml:"lengths" help:"prompt lengths in tokens"`
 	Depths  []float64 `yaml:"depths" help:"needle depths as a fraction of the filler (0 = start, 1 = end)"`
 	Samples int       `yaml:"samples" help:"prompts per (length, depth) cell"`
@@ -87,6 +91,18 @@ func placeRand(seed uint64, length int, depth float64, sample int) *rand.Rand {
 
 // needle returns the needle sentence, the question tail and the answer.
 func (c PasskeyConfig) needle(r *rand.Rand) (needle []string, question, answer string) {
+	if c.Task == "kv" {
+		// The corpus's recall phrasing (corpus.FactStatement): a coloured
+		// object's 4-digit code; distractors are other objects' codes.
+		keys := r.Perm(len(corpus.FactKeys))
+		v := fmt.Sprint(1000 + r.IntN(9000))
+		key := corpus.FactKeys[keys[0]]
+		needle = []string{corpus.FactStatement(key, v)}
+		for i := 1; i <= min(c.Distractors, len(keys)-1); i++ {
+			needle = append(needle, corpus.FactStatement(corpus.FactKeys[keys[i]], fmt.Sprint(1000+r.IntN(9000))))
+		}
+		return needle, corpus.FactQuestionPrefix(key), v
+	}
 	if c.Task == "niah" {
 		num := fmt.Sprint(1000000 + r.IntN(9000000))
 		needle = []string{fmt.Sprintf("The special magic %s number is: %s.", niahCities[0], num)}
@@ -105,7 +121,7 @@ func (c PasskeyConfig) needle(r *rand.Rand) (needle []string, question, answer s
 func (c PasskeyConfig) build(filler string, nFiller int, depth float64, needles []string, question string, r *rand.Rand) string {
 	body := strings.Repeat(filler+" ", nFiller/(len(filler)+1)+1)[:nFiller]
 	cut := int(depth * float64(nFiller))
-	if c.Task == "niah" {
+	if c.Task == "niah" || c.Task == "kv" {
 		// Insert at a sentence boundary, so the needle never splits a word.
 		if i := strings.LastIndex(body[:cut], ". "); i >= 0 {
 			cut = i + 2
@@ -124,6 +140,9 @@ func (c PasskeyConfig) build(filler string, nFiller int, depth float64, needles 
 			}
 			text = text[:pos] + d + " " + text[pos:]
 		}
+		if c.Task == "kv" {
+			return text + " " + question
+		}
 		return "There is a special magic number hidden inside a lot of irrelevant text. Find it and memorize it.\n" + text + "\n" + question
 	}
 	return strings.Join([]string{passkeyTask, body[:cut], needles[0], body[cut:], question}, "\n")
@@ -136,8 +155,8 @@ func PasskeyPrompts(tok Tokenizer, cfg PasskeyConfig, filler string) ([]PasskeyP
 	if filler == "" {
 		filler = passkeyFiller
 	}
-	if cfg.Task != "passkey" && cfg.Task != "niah" {
-		return nil, fmt.Errorf("passkey: unknown task %q (want passkey or niah)", cfg.Task)
+	if cfg.Task != "passkey" && cfg.Task != "niah" && cfg.Task != "kv" {
+		return nil, fmt.Errorf("passkey: unknown task %q (want passkey, niah or kv)", cfg.Task)
 	}
 	var out []PasskeyPrompt
 	for _, L := range cfg.Lengths {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -141,5 +142,39 @@ func TestPasskeyTableAndHeatmap(t *testing.T) {
 	}
 	if b2, _ := os.ReadFile(p); !bytes.Equal(b1, b2) {
 		t.Fatal("PNG not byte-identical across runs")
+	}
+}
+
+// The kv task states one object's code in the filler (the corpus's recall
+// phrasing) and ends with the recall question; distractors are other
+// objects' codes.
+func TestKVPrompts(t *testing.T) {
+	cfg := DefaultPasskey()
+	cfg.Task, cfg.Lengths, cfg.Depths, cfg.Samples, cfg.Distractors = "kv", []int{300, 800}, []float64{0, 0.5, 1}, 3, 2
+	ps, err := PasskeyPrompts(Bytes{}, cfg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != 2*3*3 {
+		t.Fatalf("got %d prompts", len(ps))
+	}
+	q := regexp.MustCompile(`What is the code of the (\w+ \w+)\? The code of the (\w+ \w+) is$`)
+	for _, p := range ps {
+		m := q.FindStringSubmatch(p.Text)
+		if m == nil || m[1] != m[2] {
+			t.Fatalf("prompt does not end with the recall question: %q", p.Text[max(0, len(p.Text)-120):])
+		}
+		if len(p.Answer) != 4 || !strings.Contains(p.Text, "The code of the "+m[1]+" is "+p.Answer+".") {
+			t.Fatalf("answer %q not stated for %q", p.Answer, m[1])
+		}
+		if n := strings.Count(p.Text, "The code of the "); n != 1+2+1 {
+			t.Errorf("%d code statements (want target + 2 distractors + question)", n)
+		}
+		if p.Tokens > p.Length-PasskeyMaxNew {
+			t.Errorf("length %d: %d tokens", p.Length, p.Tokens)
+		}
+	}
+	if !ScorePasskey(" "+ps[0].Answer+". The", ps[0].Answer) {
+		t.Error("a correct continuation scored wrong")
 	}
 }

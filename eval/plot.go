@@ -141,30 +141,8 @@ func PlotEvalCurves(dir string, series []Series) error {
 			}
 		}
 		sort.Slice(sorted, func(a, b int) bool { return sorted[a].Metric < sorted[b].Metric })
-		for k, s := range sorted {
-			xys := make(plotter.XYs, len(s.Steps))
-			errs := make(plotter.YErrors, len(s.Steps))
-			for j := range s.Steps {
-				xys[j] = plotter.XY{X: float64(s.Steps[j]), Y: s.Values[j]}
-				errs[j].Low, errs[j].High = z95*s.StdErrs[j], z95*s.StdErrs[j]
-			}
-			line, pts, err := plotter.NewLinePoints(xys)
-			if err != nil {
-				return fmt.Errorf("eval curves %s: %w", s.Metric, err)
-			}
-			c := plotutil.Color(k)
-			line.Color, pts.Color = c, c
-			pts.Radius = vg.Points(2)
-			bars, err := plotter.NewYErrorBars(struct {
-				plotter.XYs
-				plotter.YErrors
-			}{xys, errs})
-			if err != nil {
-				return fmt.Errorf("eval curves %s: %w", s.Metric, err)
-			}
-			bars.Color = c
-			p.Add(line, pts, bars)
-			p.Legend.Add(s.Metric, line, pts)
+		if err := addSeries(p, sorted); err != nil {
+			return err
 		}
 		if len(sorted) == 0 {
 			continue
@@ -174,4 +152,67 @@ func PlotEvalCurves(dir string, series []Series) error {
 		}
 	}
 	return nil
+}
+
+// addSeries draws each series (x = Steps) as a line with points and 95%
+// error bars (±1.96 s.e.), in its own colour, with a legend entry.
+func addSeries(p *plot.Plot, series []Series) error {
+	for k, s := range series {
+		xys := make(plotter.XYs, len(s.Steps))
+		errs := make(plotter.YErrors, len(s.Steps))
+		for j := range s.Steps {
+			xys[j] = plotter.XY{X: float64(s.Steps[j]), Y: s.Values[j]}
+			errs[j].Low, errs[j].High = z95*s.StdErrs[j], z95*s.StdErrs[j]
+		}
+		line, pts, err := plotter.NewLinePoints(xys)
+		if err != nil {
+			return fmt.Errorf("series %s: %w", s.Metric, err)
+		}
+		c := plotutil.Color(k)
+		line.Color, pts.Color = c, c
+		line.Dashes = plotutil.Dashes(k)
+		pts.Radius = vg.Points(2)
+		pts.Shape = plotutil.Shape(k)
+		bars, err := plotter.NewYErrorBars(struct {
+			plotter.XYs
+			plotter.YErrors
+		}{xys, errs})
+		if err != nil {
+			return fmt.Errorf("series %s: %w", s.Metric, err)
+		}
+		bars.Color = c
+		p.Add(line, pts, bars)
+		p.Legend.Add(s.Metric, line, pts)
+	}
+	return nil
+}
+
+// PlotSeries draws several series against a shared x axis (Steps holds the
+// x values: training steps, context lengths) with 95% error bars, one
+// legend entry per series (its Metric field names it). With logX the x
+// axis is log2-spaced and ticked at the x values (lengths 256..2048).
+func PlotSeries(path, title, xLabel, yLabel string, series []Series, logX bool) error {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text, p.Y.Label.Text = xLabel, yLabel
+	p.Legend.Top = true
+	p.Add(plotter.NewGrid())
+	if logX {
+		p.X.Scale = plot.LogScale{}
+		var ticks []plot.Tick
+		seen := map[int]bool{}
+		for _, s := range series {
+			for _, x := range s.Steps {
+				if !seen[x] {
+					seen[x] = true
+					ticks = append(ticks, plot.Tick{Value: float64(x), Label: fmt.Sprint(x)})
+				}
+			}
+		}
+		p.X.Tick.Marker = plot.ConstantTicks(ticks)
+	}
+	if err := addSeries(p, series); err != nil {
+		return fmt.Errorf("plot %s: %w", path, err)
+	}
+	return savePNG(p, path, 7*vg.Inch, 4.5*vg.Inch)
 }

@@ -11,11 +11,12 @@ import (
 // them.
 type SuiteConfig struct {
 	Checkpoints []string      `yaml:"checkpoints" help:"model directories (HF layout) to evaluate"`
-	Evals       []string      `yaml:"evals" help:"evaluations to run: gsm8k, passkey, niah, ppl"`
+	Evals       []string      `yaml:"evals" help:"evaluations to run: gsm8k, passkey, niah, kv, ppl"`
 	Out         string        `yaml:"out" help:"output directory: one folder per checkpoint plus selection.md"`
 	GSM8k       GSM8kConfig   `yaml:"gsm8k"`
 	Passkey     PasskeyConfig `yaml:"passkey"`
 	NIAH        PasskeyConfig `yaml:"niah"`
+	KV          PasskeyConfig `yaml:"kv"`
 	PPL         PPLConfig     `yaml:"ppl"`
 	Select      SelectConfig  `yaml:"select"`
 }
@@ -24,9 +25,11 @@ type SuiteConfig struct {
 func DefaultSuite() SuiteConfig {
 	niah := DefaultPasskey()
 	niah.Task = "niah"
+	kv := DefaultPasskey()
+	kv.Task = "kv"
 	return SuiteConfig{
 		Evals: []string{"gsm8k", "passkey", "ppl"}, Out: "eval-out",
-		GSM8k: DefaultGSM8k(), Passkey: DefaultPasskey(), NIAH: niah, PPL: DefaultPPL(),
+		GSM8k: DefaultGSM8k(), Passkey: DefaultPasskey(), NIAH: niah, KV: kv, PPL: DefaultPPL(),
 	}
 }
 
@@ -51,8 +54,8 @@ func RunSuite(cfg SuiteConfig, load Loader, log func(format string, a ...any)) (
 		return nil, fmt.Errorf("suite: no checkpoints")
 	}
 	for _, e := range cfg.Evals {
-		if !slices.Contains([]string{"gsm8k", "passkey", "niah", "ppl"}, e) {
-			return nil, fmt.Errorf("suite: unknown eval %q (want gsm8k, passkey, niah, ppl)", e)
+		if !slices.Contains([]string{"gsm8k", "passkey", "niah", "kv", "ppl"}, e) {
+			return nil, fmt.Errorf("suite: unknown eval %q (want gsm8k, passkey, niah, kv, ppl)", e)
 		}
 	}
 	names := map[string]string{}
@@ -123,10 +126,14 @@ func RunSubject(cfg SuiteConfig, s Subject, out, prefix string, log func(format 
 			c := cfg.NIAH
 			c.Task = "niah"
 			r, err = RunPasskeyEval(s, c, out, prog)
+		case "kv":
+			c := cfg.KV
+			c.Task = "kv"
+			r, err = RunPasskeyEval(s, c, out, prog)
 		case "ppl":
 			r, err = RunPPLEval(s, cfg.PPL, out, prog)
 		default:
-			return nil, fmt.Errorf("suite: unknown eval %q (want gsm8k, passkey, niah, ppl)", e)
+			return nil, fmt.Errorf("suite: unknown eval %q (want gsm8k, passkey, niah, kv, ppl)", e)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("suite: %s: %s: %w", s.Name, e, err)

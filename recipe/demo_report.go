@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -30,7 +29,7 @@ func WriteDemoReport(ctx context.Context, c DemoConfig, d *DemoResult) (string, 
 	}
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
-	order := DemoPoints
+	order := c.Points()
 	rel := func(p string) string {
 		r, err := filepath.Rel(c.Out, p)
 		if err != nil {
@@ -39,7 +38,7 @@ func WriteDemoReport(ctx context.Context, c DemoConfig, d *DemoResult) (string, 
 		return r
 	}
 
-	w("# longctx demo report\n\n")
+	w("# longctx %s report\n\n", c.Name)
 	w("The recipe at toy scale: a %s-token pretraining with RoPE base %g, the base raised to the critical base for %d tokens, "+
 		"continued pretraining at %dx the length, and evals before and after. Config hash `%.12s`; seed %d; total %s.\n\n",
 		fmt.Sprint(c.ShortLen), c.Base, c.LongLen, c.LongLen/c.ShortLen, cfgHash, c.Seed, time.Since(d.Started).Round(time.Second))
@@ -137,41 +136,31 @@ func WriteDemoReport(ctx context.Context, c DemoConfig, d *DemoResult) (string, 
 		}
 	}
 
-	w("\n\n## 6. Experiments\n\n")
-	w("**(1) Retrieval and loss beyond the original length (%d tokens): base kept (%g) vs raised (%.0f), same CPT budget.**\n\n", c.ShortLen, c.Base, d.NewBase)
-	w("| metric | start (pretrain) | base kept | base raised | raised − kept |\n|---|---|---|---|---|\n")
-	for _, m := range metrics {
-		if !beyond(m, c.ShortLen) {
-			continue
-		}
-		s, k, r := d.Points["pretrain"].Metrics[m], d.Points["cpt-kept"].Metrics[m], d.Points["cpt-raised"].Metrics[m]
-		w("| %s | %.3f | %.3f | %.3f | %+.3f |\n", m, s.Value, k.Value, r.Value, r.Value-k.Value)
+	w("\n\n")
+	ev, err := writeEvidence(w, c, d, order, rel)
+	if err != nil {
+		return "", err
 	}
-	w("\n**(2) Math share in the CPT mixture: GSM8k-format accuracy relative to the start checkpoint.**\n\n")
-	w("| metric | start | CPT with %s %.0f%% | drop | CPT with %s 0%% | drop |\n|---|---|---|---|---|---|\n",
-		c.MathSource, 100*d.Points["cpt-raised"].Weights[c.MathSource], c.MathSource)
-	for _, m := range []string{"gsm8k_flexible", "gsm8k_strict"} {
-		s, ok := d.Points["pretrain"].Metrics[m]
-		if !ok {
-			continue
-		}
-		wm, nm := d.Points["cpt-raised"].Metrics[m], d.Points["cpt-nomath"].Metrics[m]
-		w("| %s | %.1f (n=%d) | %.1f | %+.1f | %.1f | %+.1f |\n", m, s.Value, s.N, wm.Value, s.Value-wm.Value, nm.Value, s.Value-nm.Value)
-	}
-	w("\nAt this scale (a tiny model, minutes of CPU) differences within about two standard errors "+
-		"(±%.1f points for n=%d) are noise; the numbers are reported whatever they show.\n", 200*math.Sqrt(0.25/float64(max(c.GSM8kTest, 1))), c.GSM8kTest)
-
-	w("\n## 7. Lineage\n\n| point | mixture | shards | checkpoint |\n|---|---|---|---|\n")
+	w("## 8. Lineage\n\n| point | mixture | shards | checkpoint |\n|---|---|---|---|\n")
 	for _, n := range order {
 		l := d.Points[n].Lineage
 		w("| %s | `%.12s` | `%.12s` | `%.12s` |\n", n, l.MixtureHash, l.ShardsHash, l.CheckpointHash)
 	}
-	w("\n## 8. Stage timings\n\n| stage | wall time |\n|---|---|\n%s\n", strings.Join(d.Timings, "\n"))
+	d.Run.LoadEnd = loadAvg()
+	w("\n## 9. Stage timings and where this ran\n\n| stage | wall time |\n|---|---|\n%s\n", strings.Join(d.Timings, "\n"))
+	w("\nCommand `%s`; commit `%s`; machine %s; load average (1, 5, 15 min) %s at the start, %s at the end.\n",
+		d.Run.Command, d.Run.Commit, d.Run.Machine, d.Run.LoadStart, d.Run.LoadEnd)
 
 	if err := storage.WriteFile(ctx, filepath.Join(c.Out, "REPORT.md"), []byte(b.String())); err != nil {
 		return "", err
 	}
-	js, err := json.MarshalIndent(map[string]any{"config": c, "prepare_hash": prepHash, "rope_plan": map[string]any{
+	// "metrics" is keyed by point, then metric: metrics.pretrain.kv_acc@256.
+	metricsBy := map[string]map[string]eval.Metric{}
+	for _, n := range order {
+		metricsBy[n] = d.Points[n].Metrics
+	}
+	ev["metrics"], ev["run"] = metricsBy, d.Run
+	js, err := json.MarshalIndent(map[string]any{"config": c, "prepare_hash": prepHash, "evidence": ev, "rope_plan": map[string]any{
 		"critical_dimension": pl.CriticalDimension, "critical_base": pl.CriticalBase, "extrapolation_bound": pl.ExtrapolationBound,
 		"men_lower_bound": pl.MenLowerBound, "new_base": d.NewBase}, "points": d.Points}, "", "  ")
 	if err != nil {
@@ -181,19 +170,6 @@ func WriteDemoReport(ctx context.Context, c DemoConfig, d *DemoResult) (string, 
 		return "", err
 	}
 	return b.String(), nil
-}
-
-// beyond reports whether metric m measures positions past n tokens
-// (passkey_acc@L with L > n, loss@lo-hi with lo >= n).
-func beyond(m string, n int) bool {
-	var x, y int
-	if _, err := fmt.Sscanf(m, "passkey_acc@%d", &x); err == nil {
-		return x > n
-	}
-	if _, err := fmt.Sscanf(m, "loss@%d-%d", &x, &y); err == nil {
-		return x >= n
-	}
-	return false
 }
 
 // writeInTrainingEvals shows each CPT point's in-training evals (train
@@ -208,7 +184,7 @@ func writeInTrainingEvals(w func(string, ...any), c DemoConfig, d *DemoResult, o
 			continue
 		}
 		if !any {
-			w("\n\n### In-training evals (every %d steps, on the live weights; gate paired against step 0)\n\n", c.CPT.Eval.Every)
+			w("\n\n### In-training evals (on the live weights; gate paired against step 0)\n\n")
 			w("| point | steps evaluated | eval time | last gate |\n|---|---|---|---|\n")
 			any = true
 		}

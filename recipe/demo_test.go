@@ -2,6 +2,7 @@ package recipe
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"longctx/eval"
 	"longctx/mixture"
 	"longctx/rope"
 	"longctx/shards"
@@ -50,7 +52,8 @@ func tinyDemo(t *testing.T, dir string) DemoConfig {
 		tc.Optimizer.LR, tc.Optimizer.WarmupSteps = 1e-2, 1
 		return tc
 	}
-	c.Pretrain, c.CPT = train(3, 2), train(1, 1)
+	c.Pretrain, c.CPT, c.Short = train(3, 2), train(1, 1), train(1, 2)
+	c.ShortTokens = 3000
 	c.Pretrain.ModelConfig = model
 	c.Eval.Evals = []string{"gsm8k", "passkey", "ppl"}
 	c.Eval.GSM8k.Shots, c.Eval.GSM8k.MaxNew = 1, 4
@@ -79,7 +82,7 @@ func TestDemo(t *testing.T) {
 	dir := t.TempDir()
 	c := tinyDemo(t, dir)
 	var out, log bytes.Buffer
-	res, err := Demo(context.Background(), c, &out, &log)
+	res, err := Demo(context.Background(), c, "go test", &out, &log)
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, log.String())
 	}
@@ -93,7 +96,9 @@ func TestDemo(t *testing.T) {
 	if res.Plan.CriticalBase != want.CriticalBase || res.NewBase != math.Round(want.CriticalBase) || res.NewBase <= c.Base {
 		t.Errorf("plan: critical base %v, new base %v; want %v", res.Plan.CriticalBase, res.NewBase, want.CriticalBase)
 	}
-	thetas := map[string]float64{"pretrain": c.Base, "cpt-raised": res.NewBase, "cpt-kept": c.Base, "cpt-nomath": res.NewBase}
+	thetas := map[string]float64{"pretrain": c.Base, "cpt-raised": res.NewBase, "cpt-kept": c.Base, "cpt-nomath": res.NewBase,
+		"short-raised": res.NewBase, "short-kept": c.Base}
+	seqLens := map[string]int{"pretrain": c.ShortLen, "short-raised": c.ShortLen, "short-kept": c.ShortLen}
 	for _, name := range DemoPoints {
 		p, ok := res.Points[name]
 		if !ok {
@@ -101,6 +106,9 @@ func TestDemo(t *testing.T) {
 		}
 		if p.RopeTheta != thetas[name] {
 			t.Errorf("%s: rope_theta %v, want %v", name, p.RopeTheta, thetas[name])
+		}
+		if want := cmp.Or(seqLens[name], c.LongLen); p.SeqLen != want {
+			t.Errorf("%s: seq_len %d, want %d", name, p.SeqLen, want)
 		}
 		if p.Lineage.ShardsHash != sha(t, filepath.Join(p.Dir, "shards", shards.ManifestName)) {
 			t.Errorf("%s: shards hash does not match its manifest", name)
@@ -129,9 +137,20 @@ func TestDemo(t *testing.T) {
 			t.Errorf("REPORT.md lacks %q", s)
 		}
 	}
+	// Every experiment's paired comparisons are in the report, each with n.
+	for _, s := range []string{"### Experiment 1", "### Experiment 2 (Liu et al.)", "### Experiment 3", "In words:", "| passkey_acc@256 | 1 |", "## 6. The pretrained model's skills"} {
+		if !bytes.Contains(md, []byte(s)) {
+			t.Errorf("REPORT.md lacks %q", s)
+		}
+	}
 	var js struct {
 		PrepareHash string                 `json:"prepare_hash"`
 		Points      map[string]PointResult `json:"points"`
+		Evidence    struct {
+			Comparisons []Diff                            `json:"comparisons"`
+			Metrics     map[string]map[string]eval.Metric `json:"metrics"`
+			Run         RunInfo                           `json:"run"`
+		} `json:"evidence"`
 	}
 	b, err := os.ReadFile(filepath.Join(c.Out, "REPORT.json"))
 	if err != nil {
@@ -143,9 +162,32 @@ func TestDemo(t *testing.T) {
 	if ph, err := res.Prepare.Hash(); err != nil || js.PrepareHash != ph || len(js.Points) != len(DemoPoints) {
 		t.Errorf("REPORT.json: prepare hash %s (want %s, %v), %d points", js.PrepareHash, ph, err, len(js.Points))
 	}
+	if len(js.Evidence.Comparisons) == 0 || js.Evidence.Run.Command != "go test" || js.Evidence.Metrics["pretrain"]["gsm8k_strict"].N != c.GSM8kTest {
+		t.Errorf("REPORT.json evidence: %d comparisons, run %+v, pretrain gsm8k_strict %+v", len(js.Evidence.Comparisons), js.Evidence.Run, js.Evidence.Metrics["pretrain"]["gsm8k_strict"])
+	}
+	for _, d := range js.Evidence.Comparisons {
+		if d.N == 0 || d.Lo > d.Diff || d.Hi < d.Diff {
+			t.Errorf("comparison %+v: no items or the interval misses the difference", d)
+		}
+	}
 	for name, p := range js.Points {
 		if p.Metrics["gsm8k_flexible"] != res.Points[name].Metrics["gsm8k_flexible"] || p.Train.FinalLoss != res.Points[name].Train.FinalLoss {
 			t.Errorf("REPORT.json %s differs from the run", name)
+		}
+	}
+
+	// Publishing copies the report and every plot it links to.
+	pub := filepath.Join(dir, "published")
+	files, missing, err := PublishReport(context.Background(), c.Out, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 10 || len(missing) > 0 || sha(t, filepath.Join(pub, "REPORT.md")) != sha(t, filepath.Join(c.Out, "REPORT.md")) {
+		t.Errorf("published %d files: %v", len(files), files)
+	}
+	for _, f := range files {
+		if _, err := os.Stat(filepath.Join(pub, f)); err != nil {
+			t.Errorf("published report lacks %s: %v", f, err)
 		}
 	}
 
@@ -155,12 +197,15 @@ func TestDemo(t *testing.T) {
 		shardHashes[name] = sha(t, filepath.Join(res.Points[name].Dir, "shards", shards.ManifestName))
 	}
 	log.Reset()
-	again, err := Demo(context.Background(), c, &out, &log)
+	again, err := Demo(context.Background(), c, "go test", &out, &log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(log.String(), "corpus generated earlier") {
 		t.Errorf("rerun regenerated the corpus")
+	}
+	if md, err := os.ReadFile(filepath.Join(c.Out, "REPORT.md")); err != nil || !bytes.Contains(md, []byte("finished by an earlier run and reused")) {
+		t.Errorf("the rerun's report does not say its points were reused (%v)", err)
 	}
 	for _, name := range DemoPoints {
 		p := again.Points[name]

@@ -76,9 +76,12 @@ type PointResult struct {
 	Sequences int64                  `json:"sequences"`
 	Train     trainer.Result         `json:"train"`
 	Metrics   map[string]eval.Metric `json:"metrics"`
-	Lineage   Lineage                `json:"lineage"`
-	Dir       string                 `json:"dir"`
-	Skipped   bool                   `json:"-"` // found finished, not rerun
+	// Items are the per-item scores behind the metrics, so two points
+	// evaluated on the same items can be compared pair by pair.
+	Items   map[string]eval.Items `json:"items,omitempty"`
+	Lineage Lineage               `json:"lineage"`
+	Dir     string                `json:"dir"`
+	Skipped bool                  `json:"-"` // found finished, not rerun
 }
 
 // PointFile is the marker a finished point leaves; its presence with the same
@@ -176,8 +179,10 @@ func RunPoint(ctx context.Context, env Env, p Point, dir string) (PointResult, e
 	}
 	if tc.Eval.Every > 0 && tc.Eval.Suite == "" {
 		// In-training evals default to the point's own suite and tokenizer.
-		suite := p.Eval
-		tc.Eval.SuiteConfig = &suite
+		if tc.Eval.SuiteConfig == nil {
+			suite := p.Eval
+			tc.Eval.SuiteConfig = &suite
+		}
 		if tc.Eval.Tokenizer == "" {
 			tc.Eval.Tokenizer = env.Tokenizer
 		}
@@ -215,6 +220,7 @@ func RunPoint(ctx context.Context, env Env, p Point, dir string) (PointResult, e
 	if res.Metrics, err = eval.MergeMetrics(reps...); err != nil {
 		return PointResult{}, err
 	}
+	res.Items = eval.MergeItems(reps...)
 	for _, r := range reps {
 		res.Lineage.EvalHashes[r.Eval] = eval.HashStrings([]string{r.ModelHash, r.DataHash, r.ConfigHash})
 	}

@@ -223,7 +223,7 @@ func (te *trainEvals) latest() string {
 // summarizeMetrics shows the headline metrics: overall accuracies and loss.
 func summarizeMetrics(m map[string]eval.Metric) string {
 	var parts []string
-	for _, k := range []string{"gsm8k_strict", "gsm8k_flexible", "passkey_acc", "niah_acc", "loss"} {
+	for _, k := range []string{"gsm8k_strict", "gsm8k_flexible", "passkey_acc", "niah_acc", "kv_acc", "loss"} {
 		if v, ok := m[k]; ok {
 			if v.StdErr > 0 {
 				parts = append(parts, fmt.Sprintf("%s %.4g±%.2g", k, v.Value, v.StdErr))
