@@ -9,20 +9,28 @@ import (
 	"sync"
 )
 
+// VCS returns the commit the running binary was built from and whether its
+// tree had uncommitted changes; rev is "" without a VCS stamp (go run,
+// go test, -buildvcs=false, a copy without .git).
+func VCS() (rev string, modified bool) {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "", false
+	}
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value == "true"
+		}
+	}
+	return rev, modified
+}
+
 var codeVersion = sync.OnceValue(func() string {
-	if info, ok := debug.ReadBuildInfo(); ok {
-		var rev, modified string
-		for _, s := range info.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				rev = s.Value
-			case "vcs.modified":
-				modified = s.Value
-			}
-		}
-		if rev != "" && modified == "false" {
-			return "vcs:" + rev
-		}
+	if rev, modified := VCS(); rev != "" && !modified {
+		return "vcs:" + rev
 	}
 	// No VCS stamp (go run, go test, -buildvcs=false) or a dirty tree:
 	// the binary itself stands for the code. Go builds are reproducible,

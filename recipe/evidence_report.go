@@ -9,11 +9,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"runtime/debug"
 	"slices"
 	"sort"
 	"strings"
 
+	"longctx/config"
 	"longctx/eval"
 	"longctx/storage"
 	"longctx/trainer"
@@ -337,21 +337,10 @@ type RunInfo struct {
 // NewRunInfo fills the commit and machine fields; command is the caller's.
 func NewRunInfo(command string) RunInfo {
 	r := RunInfo{Command: command, Commit: "unknown (not built from a git checkout)", Machine: machine(), LoadStart: loadAvg()}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		var rev, mod string
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				rev = s.Value
-			case "vcs.modified":
-				mod = s.Value
-			}
-		}
-		if rev != "" {
-			r.Commit = rev
-			if mod == "true" {
-				r.Commit += " (with uncommitted changes)"
-			}
+	if rev, modified := config.VCS(); rev != "" {
+		r.Commit = rev
+		if modified {
+			r.Commit += " (with uncommitted changes)"
 		}
 	}
 	return r

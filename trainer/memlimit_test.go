@@ -2,7 +2,10 @@ package trainer
 
 import (
 	"runtime/debug"
+	"strings"
 	"testing"
+
+	"longctx/config"
 )
 
 func TestParseByteSize(t *testing.T) {
@@ -58,5 +61,23 @@ func TestApplyMemoryLimitRestores(t *testing.T) {
 	restore()
 	if got := debug.SetMemoryLimit(-1); got != before {
 		t.Errorf("limit after restore %d, want %d", got, before)
+	}
+}
+
+// memory_limit is operational: a run resumed with another limit (or a
+// config written before the setting existed) must hash the same.
+func TestResumeHashIgnoresMemoryLimit(t *testing.T) {
+	c := DefaultTrainConfig()
+	c.ModelConfig = "m.yaml"
+	a, err := resumeHash(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.MemoryLimit = "3GiB"
+	if b, _ := resumeHash(c); a != b {
+		t.Errorf("resume hash changed with memory_limit: %s vs %s", a, b)
+	}
+	if data, err := config.Marshal(DefaultTrainConfig()); err != nil || strings.Contains(string(data), "memory_limit") {
+		t.Errorf("an unset memory_limit is written into configs (it would change their hashes): %v\n%s", err, data)
 	}
 }

@@ -52,7 +52,7 @@ type TrainConfig struct {
 	LogEvery        int     `yaml:"log_every" help:"steps between progress lines"`
 	Backend         string  `yaml:"backend" help:"GoMLX backend (default $GOMLX_BACKEND, else go:ops_sequential,creation_order)"`
 	PeakTFLOPS      float64 `yaml:"peak_tflops" help:"accelerator peak TFLOP/s for the MFU estimate (0 = not shown)"`
-	MemoryLimit     string  `yaml:"memory_limit" help:"soft limit of the Go heap while training, e.g. 3.5GiB: garbage is collected before crossing it (empty = GOMEMLIMIT if set, else 80% of physical memory)"`
+	MemoryLimit     string  `yaml:"memory_limit,omitempty" help:"soft limit of the Go heap while training, e.g. 3.5GiB: garbage is collected before crossing it (empty = GOMEMLIMIT if set, else 80% of physical memory)"`
 }
 
 // DefaultTrainConfig returns the defaults every config file starts from.
@@ -139,12 +139,13 @@ type trainState struct {
 
 // resumeHash hashes the settings a resumed run must share with the
 // original. Paths (the model comes from the checkpoint, the data position
-// is checked by the source) and reporting settings are left out, and so is
+// is checked by the source), reporting settings and the memory limit (a
+// resumed run may move to a smaller machine) are left out, and so is
 // steps, so a finished run can be extended.
 func resumeHash(c TrainConfig) (string, error) {
 	c.ModelConfig, c.Init, c.Data, c.Out, c.ExportDType = "", "", "", "", ""
 	c.Resume, c.Steps, c.LogEvery, c.CheckpointEvery, c.KeepCheckpoints, c.Backend, c.PeakTFLOPS = false, 0, 0, 0, 0, "", 0
-	c.Force, c.Eval = false, EvalSchedule{}
+	c.Force, c.Eval, c.MemoryLimit = false, EvalSchedule{}, ""
 	return config.Hash(c)
 }
 
