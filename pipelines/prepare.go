@@ -35,6 +35,7 @@ type PrepareConfig struct {
 	SkipUnreadable bool           `yaml:"skip_unreadable" help:"record input files that cannot be opened and go on, instead of failing the job"`
 	Workers        int            `yaml:"workers" help:"tokenizer goroutines per input file (outputs do not depend on it)"`
 	Force          bool           `yaml:"force" help:"redo every file even if its token cache is up to date"`
+	CacheCodec     string         `yaml:"cache_codec" help:"token cache blocks: raw (default; 2 bytes a token, nothing to encode), s2 or zstd (smaller, slower)"`
 }
 
 // DefaultPrepareConfig returns the defaults.
@@ -55,6 +56,9 @@ func (c PrepareConfig) Validate() error {
 	}
 	if c.Workers < 1 {
 		return fmt.Errorf("workers = %d, want >= 1", c.Workers)
+	}
+	if c.CacheCodec != "" && !shards.ValidCacheCodec(c.CacheCodec) {
+		return fmt.Errorf("cache_codec %q, want raw, s2 or zstd", c.CacheCodec)
 	}
 	seen := map[string]bool{}
 	for i, s := range c.Sources {
@@ -109,6 +113,7 @@ type FileTask struct {
 	Cache         string `json:"cache"`  // cache path relative to Output
 	TokenizerHash string `json:"tokenizer_hash"`
 	ConfigHash    string `json:"config_hash"` // SourceConfig.sourceHash
+	CacheCodec    string `json:"cache_codec,omitempty"` // "" = shards' default (raw)
 }
 
 // FileResult is what one unit of work reports.
@@ -162,7 +167,7 @@ func ListTasks(ctx context.Context, cfg PrepareConfig, tokenizerHash string) ([]
 				seen[f.Path] = true
 				tasks = append(tasks, FileTask{Source: s.Name, Format: s.Format, Input: f.Path, Size: f.Size, ETag: f.ETag,
 					MinTokens: s.MinTokens, MaxTokens: s.MaxTokens, Output: cfg.Output, Cache: CacheName(s.Name, f.Path),
-					TokenizerHash: tokenizerHash, ConfigHash: sourceHash})
+					TokenizerHash: tokenizerHash, ConfigHash: sourceHash, CacheCodec: cfg.CacheCodec})
 			}
 		}
 		if len(seen) == 0 {
@@ -270,7 +275,7 @@ func prepareFile(ctx context.Context, task FileTask, tok Tokenizer, workers int,
 	cachePath := storage.Join(task.Output, task.Cache)
 	cw, err := shards.CreateCache(ctx, cachePath, shards.CacheHeader{Source: task.Source, Input: task.Input,
 		InputSize: task.Size, InputETag: task.ETag, TokenizerHash: task.TokenizerHash, ConfigHash: task.ConfigHash,
-		EOS: true, TokenBytes: tokenBytes(tok)})
+		EOS: true, TokenBytes: tokenBytes(tok), Codec: task.CacheCodec})
 	if err != nil {
 		return res, err
 	}
@@ -411,7 +416,7 @@ func prepareFile(ctx context.Context, task FileTask, tok Tokenizer, workers int,
 }
 
 // tokenBytes is the width of a token id in the cache: 2 when the
-// vocabulary fits in uint16 (halves what zstd compresses), else 4.
+// vocabulary fits in uint16 (half the bytes to store and read), else 4.
 func tokenBytes(tok Tokenizer) int {
 	if v, ok := tok.(interface{ VocabSize() int }); ok && v.VocabSize() <= 1<<16 {
 		return 2

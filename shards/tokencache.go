@@ -7,8 +7,9 @@ package shards
 //
 //	magic    "LCTCACHE" (8 bytes), version u32 (2; 1 is still read)
 //	header   u32 length + JSON CacheHeader
-//	blocks   compressed blocks (header codec: "s2" blocks, or zstd frames;
-//	         version 1: zstd); each holds the token ids of consecutive
+//	blocks   blocks as the header codec says: "raw" (the ids as they are),
+//	         "s2" blocks or zstd frames (version 1: zstd); each holds the
+//	         token ids of consecutive
 //	         documents as uint16 or uint32 (header token_bytes; version 1:
 //	         uint32),
 //	         closed once it has >= BlockTokens tokens, so a reader can
@@ -55,6 +56,7 @@ const (
 	BlockTokens = 1 << 20
 
 	// Block codecs.
+	CodecRaw  = "raw"
 	CodecS2   = "s2"
 	CodecZstd = "zstd"
 )
@@ -74,9 +76,11 @@ type CacheHeader struct {
 	// fits in uint16 (half the bytes to compress and read), else 4. 0 in a
 	// version 1 file means 4.
 	TokenBytes int `json:"token_bytes,omitempty"`
-	// Codec compresses the blocks: "s2" (several times cheaper to write
-	// and read than zstd, which was a quarter of prepare's time) or
-	// "zstd" ("" in a version 1 file).
+	// Codec stores the blocks: "raw" (the default: uint16 ids cost 2 bytes
+	// a token on disk and nothing to write or read; s2 was the largest
+	// non-tokenizer cost of prepare, ~11% of its CPU), "s2" (smaller on
+	// repetitive text) or "zstd" (smallest, slowest; "" in a version 1
+	// file).
 	Codec string `json:"codec,omitempty"`
 }
 
@@ -126,6 +130,11 @@ func codecs() (*zstd.Encoder, *zstd.Decoder) {
 	return encoder, decoder
 }
 
+// ValidCacheCodec reports whether codec names a block codec.
+func ValidCacheCodec(codec string) bool {
+	return codec == CodecRaw || codec == CodecS2 || codec == CodecZstd
+}
+
 // CacheWriter streams documents into a token cache.
 type CacheWriter struct {
 	path   string
@@ -161,11 +170,11 @@ func CreateCache(ctx context.Context, path string, hdr CacheHeader) (*CacheWrite
 		return nil, fmt.Errorf("token cache %s: token_bytes %d, want 2 or 4", path, hdr.TokenBytes)
 	}
 	if hdr.Codec == "" {
-		hdr.Codec = CodecS2
+		hdr.Codec = CodecRaw
 	}
-	if hdr.Codec != CodecS2 && hdr.Codec != CodecZstd {
+	if !ValidCacheCodec(hdr.Codec) {
 		w.Abort()
-		return nil, fmt.Errorf("token cache %s: codec %q, want %s or %s", path, hdr.Codec, CodecS2, CodecZstd)
+		return nil, fmt.Errorf("token cache %s: codec %q, want %s, %s or %s", path, hdr.Codec, CodecRaw, CodecS2, CodecZstd)
 	}
 	cw := &CacheWriter{path: path, w: w, sum: sha256.New(), blockTokens: BlockTokens, width: hdr.TokenBytes, codec: hdr.Codec}
 	hj, err := json.Marshal(hdr)
@@ -248,14 +257,17 @@ func (cw *CacheWriter) flush() {
 		return
 	}
 	var frame []byte
-	if cw.codec == CodecS2 {
+	switch cw.codec {
+	case CodecRaw:
+		frame = cw.raw
+	case CodecS2:
 		// A destination of MaxEncodedLen is used as is: no 4 MiB allocation
 		// per block.
 		if n := s2.MaxEncodedLen(len(cw.raw)); cap(cw.frame) < n {
 			cw.frame = make([]byte, n)
 		}
 		frame = s2.Encode(cw.frame[:cap(cw.frame)], cw.raw)
-	} else {
+	default:
 		enc, _ := codecs()
 		frame = enc.EncodeAll(cw.raw, nil)
 	}
@@ -377,7 +389,7 @@ func readCache(path string, r storage.ReaderAt) (*Cache, error) {
 	switch {
 	case version == 1 && c.hdr.Codec == "":
 		c.codec = CodecZstd
-	case version >= 2 && (c.hdr.Codec == CodecS2 || c.hdr.Codec == CodecZstd):
+	case version >= 2 && ValidCacheCodec(c.hdr.Codec):
 		c.codec = c.hdr.Codec
 	default:
 		return nil, bad("version %d with codec %q", version, c.hdr.Codec)
@@ -510,9 +522,12 @@ func (c *Cache) Block(b int) ([][]uint32, error) {
 	}
 	var raw []byte
 	var err error
-	if c.codec == CodecS2 {
+	switch c.codec {
+	case CodecRaw:
+		raw = frame
+	case CodecS2:
 		raw, err = s2.Decode(nil, frame)
-	} else {
+	default:
 		_, dec := codecs()
 		raw, err = dec.DecodeAll(frame, nil)
 	}

@@ -208,7 +208,7 @@ func TestTokenCacheEncodings(t *testing.T) {
 	ctx := context.Background()
 	docs := makeDocs(120, 3)
 	for _, width := range []int{2, 4} {
-		for _, codec := range []string{CodecS2, CodecZstd} {
+		for _, codec := range []string{CodecRaw, CodecS2, CodecZstd} {
 			path := filepath.Join(t.TempDir(), "c.tc")
 			cw, err := CreateCache(ctx, path, CacheHeader{Source: "web", TokenBytes: width, Codec: codec})
 			if err != nil {
