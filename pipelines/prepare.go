@@ -112,7 +112,7 @@ type FileTask struct {
 	Output        string `json:"output"` // output root
 	Cache         string `json:"cache"`  // cache path relative to Output
 	TokenizerHash string `json:"tokenizer_hash"`
-	ConfigHash    string `json:"config_hash"` // SourceConfig.sourceHash
+	ConfigHash    string `json:"config_hash"`           // SourceConfig.sourceHash
 	CacheCodec    string `json:"cache_codec,omitempty"` // "" = shards' default (raw)
 }
 
