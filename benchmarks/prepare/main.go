@@ -2,9 +2,10 @@
 // input (the five demo layouts, many seeds) on the local runners, against
 // the anchor: the raw tokenizer on exactly the same documents' text.
 //
-//	go run ./benchmarks/prepare [-mb 200] [-runners direct,prism] [-workers 2]
+//	go run ./benchmarks/prepare [-mb 200] [-runners direct,prism] [-codecs raw,s2] [-workers 2]
 //
-// Each runner runs in a child process so its peak RSS is its own. Prints
+// Each runner runs in a child process (once per token cache codec) so its
+// peak RSS is its own. Prints
 // MB/s (input and text), tokens/s, the ratio to the raw tokenizer at the
 // same parallelism (goal >= 0.7), and peak RSS; writes results.json and
 // results.md under -out.
@@ -47,6 +48,8 @@ var (
 	child     = flag.String("child", "", "internal: run the pipeline on this runner and print JSON")
 	childOut  = flag.String("child_out", "", "internal: output directory for -child")
 	childWork = flag.Int("child_workers", 2, "internal")
+	codecs    = flag.String("codecs", "s2,raw", "token cache codecs to measure (raw, s2, zstd): each runner runs once per codec")
+	childCdc  = flag.String("child_codec", "", "internal")
 	cpuProf   = flag.String("cpuprofile", "", "write the pipeline runs' CPU profiles to this path (one per runner: path.<runner>)")
 )
 
@@ -55,7 +58,7 @@ func config(outDir string, w int) pipelines.PrepareConfig {
 		return []string{filepath.Join(*corpus, fmt.Sprintf("scale-%d-seed-*", *scale), p)}
 	}
 	cfg := pipelines.DefaultPrepareConfig()
-	cfg.Output, cfg.Tokenizer, cfg.Workers, cfg.Force = outDir, *tokPath, w, true
+	cfg.Output, cfg.Tokenizer, cfg.Workers, cfg.Force, cfg.CacheCodec = outDir, *tokPath, w, true, *childCdc
 	cfg.Sources = []pipelines.SourceConfig{
 		{Name: "books", Format: "dolma", Inputs: c("dolma/books/*.json.gz")},
 		{Name: "code", Format: "stack", Inputs: c("the-stack-dedup/data/*/*.parquet"), MinTokens: 8192},
@@ -68,6 +71,8 @@ func config(outDir string, w int) pipelines.PrepareConfig {
 
 type runResult struct {
 	Runner      string  `json:"runner"`
+	Codec       string  `json:"cache_codec"`
+	CacheBytes  int64   `json:"cache_bytes"`
 	Wall        float64 `json:"wall_s"`
 	InputBytes  int64   `json:"input_bytes"`
 	TextBytes   int64   `json:"text_bytes"`
@@ -111,7 +116,13 @@ func runChild() {
 	if err != nil {
 		fatal(err)
 	}
-	r := runResult{Runner: *child, Wall: wall, InputBytes: plan.InputBytes}
+	r := runResult{Runner: *child, Codec: *childCdc, Wall: wall, InputBytes: plan.InputBytes}
+	filepath.Walk(*childOut, func(path string, fi os.FileInfo, err error) error {
+		if err == nil && strings.HasSuffix(path, ".tokcache") {
+			r.CacheBytes += fi.Size()
+		}
+		return nil
+	})
 	for _, s := range m.Sources {
 		r.TextBytes += s.Stats.TextBytes
 		r.Tokens += s.Stats.Tokens + s.Stats.DroppedTokens // the tokenizer ran on dropped-by-length docs too
@@ -213,6 +224,18 @@ func anchor(ctx context.Context) (tok1, tokN float64, tokens int64, cpu time.Dur
 	return float64(tokens) / t1.Seconds(), float64(tokens) / tN.Seconds(), tokens, cpu
 }
 
+// runList is every (runner, codec) pair, codecs alternating within a
+// runner so a load change on a shared machine hits both.
+func runList() [][2]string {
+	var out [][2]string
+	for _, r := range strings.Split(*runners, ",") {
+		for _, c := range strings.Split(*codecs, ",") {
+			out = append(out, [2]string{r, c})
+		}
+	}
+	return out
+}
+
 func main() {
 	flag.Parse()
 	if *child != "" {
@@ -228,12 +251,13 @@ func main() {
 
 	exe, _ := os.Executable()
 	var results []runResult
-	for _, r := range strings.Split(*runners, ",") {
+	for _, run := range runList() {
+		r, codec := run[0], run[1]
 		dir, _ := os.MkdirTemp("", "bench-prepare-out-")
 		args := []string{"-child=" + r, "-child_out=" + dir, fmt.Sprint("-child_workers=", *workers),
-			"-corpus=" + *corpus, "-tokenizer=" + *tokPath, fmt.Sprint("-scale=", *scale)}
+			"-corpus=" + *corpus, "-tokenizer=" + *tokPath, fmt.Sprint("-scale=", *scale), "-child_codec=" + codec}
 		if *cpuProf != "" {
-			args = append(args, "-cpuprofile="+*cpuProf+"."+r)
+			args = append(args, "-cpuprofile="+*cpuProf+"."+r+"."+codec)
 		}
 		cmd := exec.Command(exe, args...)
 		var stdout bytes.Buffer
@@ -264,9 +288,9 @@ func main() {
 	fmt.Fprintf(&md, "# prepare benchmark\n\n%.1f MB input (5 formats), %d tokens; workers %d; GOMAXPROCS %d; load %s\n\n",
 		float64(input)/1e6, rawTokens, *workers, runtime.GOMAXPROCS(0), loadavg())
 	fmt.Fprintf(&md, "anchor: raw tokenizer on the same text: %.0f tokens/s (1 goroutine), %.0f tokens/s (%d goroutines), %.1f s CPU\n\n", raw1, rawN, *workers, rawCPU.Seconds())
-	md.WriteString("| runner | wall s | input MB/s | text MB/s | tokens/s | ratio to raw (same parallelism) | ratio to raw (1 goroutine) | CPU s | CPU ratio (raw/pipeline) | peak RSS MB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	md.WriteString("| runner | cache codec | cache MB | wall s | input MB/s | text MB/s | tokens/s | ratio to raw (same parallelism) | ratio to raw (1 goroutine) | CPU s | CPU ratio (raw/pipeline) | peak RSS MB |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range results {
-		fmt.Fprintf(&md, "| %s | %.2f | %.1f | %.1f | %.0f | %.2f | %.2f | %.1f | %.2f | %.0f |\n", r.Runner, r.Wall, r.InputMBs, r.TextMBs, r.TokensPerS, r.RatioToRaw, r.RatioToRaw1, r.CPU, r.CPURatio, r.PeakRSSMB)
+		fmt.Fprintf(&md, "| %s | %s | %.0f | %.2f | %.1f | %.1f | %.0f | %.2f | %.2f | %.1f | %.2f | %.0f |\n", r.Runner, r.Codec, float64(r.CacheBytes)/1e6, r.Wall, r.InputMBs, r.TextMBs, r.TokensPerS, r.RatioToRaw, r.RatioToRaw1, r.CPU, r.CPURatio, r.PeakRSSMB)
 	}
 	md.WriteString("\nOn a shared machine wall-clock ratios depend on what else runs; the CPU ratio (tokenizer CPU / whole pipeline CPU) does not.\n")
 	fmt.Print("\n" + md.String())
