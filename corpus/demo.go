@@ -28,7 +28,7 @@ type DemoFile struct {
 
 // DemoVersion names the generator's output: runs that keep a corpus
 // generated earlier compare it, so a changed generator regenerates.
-const DemoVersion = "6-recall-facts-long-phrases"
+const DemoVersion = "7-token-keys-word-phrases"
 
 // GenerateDemo writes a small sample corpus under dir in the five real
 // layouts (paths mirror the real dumps), from synthesised text: long books,
@@ -307,20 +307,29 @@ func (g *demoGen) book(words int) string {
 	return s.String()
 }
 
-// Recall structure: long documents state facts ("The code of the red box is
-// 4821.") and ask for them again later with the same phrasing ("What is the
-// code of the red box? The code of the red box is 4821."). Keys are reused
+// Recall structure: long documents state facts ("The code of the shared
+// socket is 4821.") and ask for them again later with the same phrasing
+// ("What is the code of the shared socket? The code of the shared socket is
+// 4821."). Keys are reused
 // across documents with new values, so the value can only come from the
 // context: this is what teaches a small model to retrieve over a distance.
 // Recall distances mix short gaps (inside a 256-token window) with long ones
 // (up to a few thousand words), so longer training windows hold longer
 // recalls, as in real books.
 var (
-	factColors  = strings.Fields(`red blue green yellow black white silver golden brown purple`)
-	factObjects = strings.Fields(`box door safe chest gate locker vault drawer trunk cabinet`)
+	// Key words are whole tokens of the test tokenizer (trained on Go
+	// source: "red box" is four pieces there), so a key is two tokens and a
+	// toy model matches it with one step of attention.
+	factColors  = strings.Fields(`atomic binary blank dynamic empty global local public static shared`)
+	factObjects = strings.Fields(`cache buffer block channel archive device driver client socket ticket`)
+	// phraseWords are the words of the repeated phrases ("Omar whispered
+	// the words ..."): whole tokens drawn uniformly, so a repeat can only be
+	// predicted by copying it (made-up syllable words are half predictable
+	// from the syllable statistics, which delays copying in a small model).
+	phraseWords = strings.Fields(`able about above accept access action active actual added address after again against allow along already also always amount another appear apply around array assert assign assume avoid back base basic batch become before begin behavior being below best better between bind branch break build built byte call cannot capacity care carry case cause certain chain change check child choose class clean clear clock close collect color column combine command comment commit common compare compile complete complex compute config connect constant contain content context continue control convert copy correct cost could count cover create current custom cycle data date dead debug decide declare default define delay delete depend depth design detail detect different direct disable display document does done double down drop dump during each edge edit effect either element else enable encode entire entry equal error even event every exact example except exchange exist expect export express extend extra fact fail false fast field file fill final find first flag float follow force format found frame free from full function future general given good graph group half handle happen hash have header heap help hold host image import include index inner input insert inside install instead into issue item join just keep kernel kind label large last later left length level library limit line link list live load lock long look loop lower machine main make many mark match mean member memory merge message method might mode model modify module more most move much must name need never next node normal note nothing notice number object offset only open option order other outer output over pack page pair panic parent parse part pass path pattern pick place point pointer pool port position power prefer prepare present print process produce program proper protect provide purpose push query queue quote race random range rather read real reason receive record refer region register release remote remove replace report request require reset resolve result return right root round rule safe same sample save scan scope search second section select send separate server service session setting share short should show side sign signal simple since single size skip slice small sort source space special split stack standard start state status step still stop store stream string struct success such suffix support sure switch symbol sync system table take target test text than that their them then there these third this those thread three through time timer token total trace track tree true type under unit until update upper usage used user valid value variable verify version visit wait walk want weak what when where which while whole wide will window with within without word work worker world would write written yield zero`)
 )
 
-// FactKeys are every fact key ("red box", ...), in a fixed order.
+// FactKeys are every fact key ("atomic cache", ...), in a fixed order.
 var FactKeys = func() []string {
 	var k []string
 	for _, c := range factColors {
@@ -360,8 +369,8 @@ type facts struct {
 
 // newFacts returns a fact stream for one document: next(n) is the text to
 // put before the sentence at word n (new facts, due recalls, or nothing).
-// Besides codes it repeats made-up phrases ("Omar whispered the words
-// kalo mirate."), a plain copy signal on rare tokens.
+// Besides codes it repeats phrases of random words ("Omar whispered the words
+// table merge stack."), a plain copy signal.
 func (g *demoGen) newFacts() *facts {
 	f := &facts{}
 	gap := func() int {
@@ -403,7 +412,7 @@ func (g *demoGen) newFacts() *facts {
 			}
 			words := make([]string, 4+g.r.IntN(7))
 			for i := range words {
-				words[i] = g.rare()
+				words[i] = phraseWords[g.r.IntN(len(phraseWords))]
 			}
 			phrase := strings.Join(words, " ")
 			f.open = append(f.open, openFact{key: name, recall: fmt.Sprintf("Again %s whispered the words %s.", name, phrase), due: n + gap()})
