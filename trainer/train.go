@@ -3,12 +3,15 @@ package trainer
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gomlx/compute"
@@ -52,6 +55,7 @@ type TrainConfig struct {
 	LogEvery        int     `yaml:"log_every" help:"steps between progress lines"`
 	Backend         string  `yaml:"backend" help:"GoMLX backend (default $GOMLX_BACKEND, else go:ops_sequential,creation_order)"`
 	PeakTFLOPS      float64 `yaml:"peak_tflops" help:"accelerator peak TFLOP/s for the MFU estimate (0 = not shown)"`
+	Lanes           int     `yaml:"lanes,omitempty" help:"pieces of each micro-batch run at once, each on its own core (0 = as many as cores that divide batch_size, on the Go backend; 1 = off); results agree to float32 rounding"`
 	MemoryLimit     string  `yaml:"memory_limit,omitempty" help:"soft limit of the Go heap while training, e.g. 3.5GiB: garbage is collected before crossing it (empty = GOMEMLIMIT if set, else 80% of physical memory)"`
 }
 
@@ -67,6 +71,8 @@ func DefaultTrainConfig() TrainConfig {
 // Validate checks the settings that do not need any file.
 func (c TrainConfig) Validate() error {
 	switch {
+	case c.Lanes < 0 || (c.Lanes > 0 && c.BatchSize%c.Lanes != 0):
+		return fmt.Errorf("lanes = %d must divide batch_size %d", c.Lanes, c.BatchSize)
 	case c.SeqLen < 2, c.BatchSize < 1, c.GradAccum < 1, c.Steps < 1:
 		return fmt.Errorf("train config: seq_len, batch_size, grad_accum and steps must be positive (got %d, %d, %d, %d)",
 			c.SeqLen, c.BatchSize, c.GradAccum, c.Steps)
@@ -139,13 +145,13 @@ type trainState struct {
 
 // resumeHash hashes the settings a resumed run must share with the
 // original. Paths (the model comes from the checkpoint, the data position
-// is checked by the source), reporting settings and the memory limit (a
-// resumed run may move to a smaller machine) are left out, and so is
+// is checked by the source), reporting settings, the memory limit and lanes
+// (a resumed run may move to another machine) are left out, and so is
 // steps, so a finished run can be extended.
 func resumeHash(c TrainConfig) (string, error) {
 	c.ModelConfig, c.Init, c.Data, c.Out, c.ExportDType = "", "", "", "", ""
 	c.Resume, c.Steps, c.LogEvery, c.CheckpointEvery, c.KeepCheckpoints, c.Backend, c.PeakTFLOPS = false, 0, 0, 0, 0, "", 0
-	c.Force, c.Eval, c.MemoryLimit = false, EvalSchedule{}, ""
+	c.Force, c.Eval, c.MemoryLimit, c.Lanes = false, EvalSchedule{}, "", 0
 	return config.Hash(c)
 }
 
@@ -167,6 +173,7 @@ type run struct {
 	mom     []*tensors.Tensor // m then v, ParamSpecs order
 
 	gradFirst, gradAcc, update *Exec  // update is nil when AdamW runs on the host
+	lanes                      int    // concurrent pieces of a micro-batch
 	decay                      []bool // per parameter: AdamW applies weight decay
 
 	metrics       *os.File
@@ -275,6 +282,10 @@ func newRun(cfg TrainConfig, src SequenceSource, progress io.Writer) (*run, erro
 	}
 	r.flopsPerToken = r.mc.FlopsPerToken(cfg.SeqLen)
 	r.seqTokens = int64(cfg.BatchSize * cfg.GradAccum * cfg.SeqLen)
+	r.lanes = lanes(cfg, r.hostUpdate(), runtime.GOMAXPROCS(0))
+	if r.lanes > 1 {
+		fmt.Fprintf(progress, "lanes: %d (each micro-batch runs as %d pieces of %d sequences at once)\n", r.lanes, r.lanes, cfg.BatchSize/r.lanes)
+	}
 	if cfg.Eval.Every > 0 {
 		if r.evals, err = newTrainEvals(r); err != nil {
 			r.close()
@@ -432,40 +443,53 @@ func (r *run) openMetrics() error {
 // returns its metrics. A non-finite loss or gradient norm is an error
 // naming the step.
 func (r *run) step() (StepMetrics, error) {
-	cfg, n := r.cfg, r.n
+	cfg := r.cfg
 	step := r.st.Step + 1
 	t0 := time.Now()
 	var lossSum float64
 	var count int
-	var acc []*tensors.Tensor
-	for micro := range cfg.GradAccum {
-		hb, err := r.batch(step)
+	// Each lane accumulates its own pieces; the lanes are summed in lane
+	// order at the end, so the result does not depend on timing.
+	accs := make([][]*tensors.Tensor, r.lanes)
+	losses := make([]float64, r.lanes)
+	errs := make([]error, r.lanes)
+	if r.lanes > 1 {
+		// Lanes share the parameters: each is moved to the device here, once,
+		// because two executions converting the same host tensor at once race
+		// inside GoMLX (one sees it with neither copy).
+		for i, p := range r.params {
+			if err := p.MaterializeOnDevice(r.backend, true, 0); err != nil {
+				return StepMetrics{}, fmt.Errorf("step %d: parameter %d: %w", step, i, err)
+			}
+		}
+	}
+	for range cfg.GradAccum {
+		pieces, tokens, err := r.batch(step)
 		if err != nil {
 			return StepMetrics{}, err
 		}
-		args := make([]any, 0, 2*n+5)
-		for _, p := range r.params {
-			args = append(args, p)
+		var wg sync.WaitGroup
+		for l, hb := range pieces {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var loss float64
+				loss, accs[l], errs[l] = r.gradient(hb, accs[l])
+				losses[l] += loss
+			}()
 		}
-		ex := r.gradFirst
-		if micro > 0 {
-			ex = r.gradAcc
-			for _, a := range acc {
-				args = append(args, a)
-			}
-		}
-		args = append(args, hb.IDs, hb.Pos, hb.Doc, hb.Targets, hb.Weights)
-		out, err := ex.Exec(args...)
-		if err != nil {
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
 			return StepMetrics{}, fmt.Errorf("step %d: gradient: %w", step, err)
 		}
-		lossSum += float64(tensors.MustCopyFlatData[float32](out[0])[0])
-		out[0].FinalizeAll()
-		for _, a := range acc {
-			a.FinalizeAll()
-		}
-		acc = out[1:]
-		count += hb.Tokens
+		count += tokens
+	}
+	for _, l := range losses {
+		lossSum += l
+	}
+	acc, err := sumLanes(accs)
+	if err != nil {
+		return StepMetrics{}, fmt.Errorf("step %d: %w", step, err)
 	}
 	lr := cfg.Optimizer.LRAt(r.st.Step, cfg.Steps)
 	gnorm, err := r.applyUpdate(step, lr, acc, count)
@@ -530,25 +554,108 @@ func (r *run) applyUpdate(step int, lr float64, acc []*tensors.Tensor, count int
 	return gnorm, nil
 }
 
-// batch reads one micro-batch and checks its tokens against the vocabulary.
-func (r *run) batch(step int) (HostBatch, error) {
+// gradient runs one piece of a micro-batch: the loss sum and the gradients,
+// added to acc (nil for the first piece of a lane, whose gradients start
+// the sum). It is safe for concurrent use: Exec runs a compiled graph from
+// several goroutines.
+func (r *run) gradient(hb HostBatch, acc []*tensors.Tensor) (float64, []*tensors.Tensor, error) {
+	args := make([]any, 0, 2*r.n+5)
+	for _, p := range r.params {
+		args = append(args, p)
+	}
+	ex := r.gradFirst
+	if acc != nil {
+		ex = r.gradAcc
+		for _, a := range acc {
+			args = append(args, a)
+		}
+	}
+	args = append(args, hb.IDs, hb.Pos, hb.Doc, hb.Targets, hb.Weights)
+	out, err := ex.Exec(args...)
+	if err != nil {
+		return 0, acc, err
+	}
+	loss := float64(tensors.MustCopyFlatData[float32](out[0])[0])
+	out[0].FinalizeAll()
+	for _, a := range acc {
+		a.FinalizeAll()
+	}
+	return loss, out[1:], nil
+}
+
+// lanes is how many pieces of a micro-batch run at once. The Go backend
+// runs every op but matmul on one core and cannot overlap ops within a
+// graph, so independent pieces of the batch, each its own execution, are
+// what fills the other cores. Elsewhere (XLA) one execution already uses
+// the device.
+func lanes(cfg TrainConfig, goBackend bool, cores int) int {
+	if cfg.Lanes > 0 {
+		return cfg.Lanes
+	}
+	if !goBackend {
+		return 1
+	}
+	for l := min(cores, cfg.BatchSize); l > 1; l-- {
+		if cfg.BatchSize%l == 0 {
+			return l
+		}
+	}
+	return 1
+}
+
+// sumLanes adds every lane's gradients into the first lane's, in lane
+// order, and frees the others.
+func sumLanes(accs [][]*tensors.Tensor) ([]*tensors.Tensor, error) {
+	for _, other := range accs[1:] {
+		for i, t := range other {
+			var src []float32
+			if err := t.ConstFlatData(func(flat any) { src = flat.([]float32) }); err != nil {
+				return nil, fmt.Errorf("gradient %d: %w", i, err)
+			}
+			err := accs[0][i].MutableFlatData(func(flat any) {
+				dst := flat.([]float32)
+				parallelChunks(len(dst), func(_, from, to int) {
+					for j := from; j < to; j++ {
+						dst[j] += src[j]
+					}
+				})
+			})
+			if err != nil {
+				return nil, fmt.Errorf("gradient %d: %w", i, err)
+			}
+			t.FinalizeAll()
+		}
+	}
+	return accs[0], nil
+}
+
+// batch reads one micro-batch, checks its tokens against the vocabulary
+// and lays it out as r.lanes pieces; it returns the pieces and their target
+// tokens in total.
+func (r *run) batch(step int) ([]HostBatch, int, error) {
 	seqs := make([]shards.Sequence, r.cfg.BatchSize)
 	for i := range seqs {
 		var err error
 		if seqs[i], err = r.src.Next(); err != nil {
-			return HostBatch{}, fmt.Errorf("step %d: data: %w", step, err)
+			return nil, 0, fmt.Errorf("step %d: data: %w", step, err)
 		}
 		for _, tok := range seqs[i].Tokens {
 			if int(tok) >= r.mc.VocabSize {
-				return HostBatch{}, fmt.Errorf("step %d: token %d outside the vocabulary of %d", step, tok, r.mc.VocabSize)
+				return nil, 0, fmt.Errorf("step %d: token %d outside the vocabulary of %d", step, tok, r.mc.VocabSize)
 			}
 		}
 	}
-	hb, err := MakeBatch(seqs, r.cfg.SeqLen, r.cfg.Documents)
-	if err != nil {
-		return HostBatch{}, fmt.Errorf("step %d: %w", step, err)
+	per := len(seqs) / r.lanes
+	pieces := make([]HostBatch, r.lanes)
+	tokens := 0
+	for l := range pieces {
+		hb, err := MakeBatch(seqs[l*per:(l+1)*per], r.cfg.SeqLen, r.cfg.Documents)
+		if err != nil {
+			return nil, 0, fmt.Errorf("step %d: %w", step, err)
+		}
+		pieces[l], tokens = hb, tokens+hb.Tokens
 	}
-	return hb, nil
+	return pieces, tokens, nil
 }
 
 // log appends the step's metrics to metrics.jsonl and prints a progress

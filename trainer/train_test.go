@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,6 +124,64 @@ func TestTrainResumeBitIdentical(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dirA, "loss.png")); err != nil {
 		t.Error(err)
+	}
+}
+
+// Lanes split each micro-batch into pieces run at once; the sum of their
+// gradients is the whole batch's, so runs with 1 and 2 lanes agree to
+// float32 rounding, and the same lanes give the same bits twice.
+func TestTrainLanesAgree(t *testing.T) {
+	tokens := patternTokens(400)
+	run := func(lanes int) []StepMetrics {
+		cfg := tinyTrainConfig(t, filepath.Join(t.TempDir(), "out"))
+		cfg.Lanes = lanes
+		var log bytes.Buffer
+		src, _ := NewTokenStream(tokens, 16, 0)
+		if _, err := Train(context.Background(), cfg, src, &log); err != nil {
+			t.Fatal(err)
+		}
+		if lanes > 1 && !strings.Contains(log.String(), fmt.Sprintf("lanes: %d", lanes)) {
+			t.Errorf("log does not say lanes %d:\n%s", lanes, log.String())
+		}
+		m, err := readMetrics(filepath.Join(cfg.Out, "metrics.jsonl"), 1<<30)
+		if err != nil || len(m) != cfg.Steps {
+			t.Fatalf("metrics: %d lines, %v", len(m), err)
+		}
+		return m
+	}
+	one, two, again := run(1), run(2), run(2)
+	for i := range one {
+		if d := math.Abs(one[i].Loss - two[i].Loss); d > 1e-5*math.Abs(one[i].Loss) {
+			t.Errorf("step %d: loss %v with 1 lane, %v with 2", i+1, one[i].Loss, two[i].Loss)
+		}
+		if d := math.Abs(one[i].GradNorm - two[i].GradNorm); d > 1e-4*one[i].GradNorm {
+			t.Errorf("step %d: gradient norm %v with 1 lane, %v with 2", i+1, one[i].GradNorm, two[i].GradNorm)
+		}
+		if two[i].Loss != again[i].Loss || two[i].GradNorm != again[i].GradNorm {
+			t.Errorf("step %d: two runs with 2 lanes differ: %v/%v", i+1, two[i], again[i])
+		}
+	}
+}
+
+func TestLanesRule(t *testing.T) {
+	for _, c := range []struct {
+		lanes, batch, cores int
+		goBackend           bool
+		want                int
+	}{
+		{0, 8, 2, true, 2}, {0, 8, 16, true, 8}, {0, 6, 4, true, 3}, {0, 1, 2, true, 1},
+		{0, 7, 2, true, 1}, {0, 8, 2, false, 1}, {4, 8, 2, true, 4}, {1, 8, 2, true, 1},
+	} {
+		cfg := DefaultTrainConfig()
+		cfg.Lanes, cfg.BatchSize = c.lanes, c.batch
+		if got := lanes(cfg, c.goBackend, c.cores); got != c.want {
+			t.Errorf("lanes %d, batch %d, %d cores, go %v: got %d, want %d", c.lanes, c.batch, c.cores, c.goBackend, got, c.want)
+		}
+	}
+	cfg := DefaultTrainConfig()
+	cfg.Lanes, cfg.BatchSize = 3, 8
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "lanes") {
+		t.Errorf("lanes 3 with batch 8: err %v", err)
 	}
 }
 
