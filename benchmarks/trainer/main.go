@@ -4,7 +4,7 @@
 // PyTorch/longctx ratio, training GFLOP/s and its fraction of the machine's
 // sgemm peak (OpenBLAS through PyTorch; GoMLX's matmul is shown next to it).
 //
-//	go run ./benchmarks/trainer [-shapes demo,4l,30l,16k-2l] [-steps 2] [-waits passive,default] [-memory-limit 3.5GiB]
+//	go run ./benchmarks/trainer [-shapes demo,4l,30l,16k-2l] [-steps 2] [-waits passive,default] [-memory-limit 3.5GiB] [-lanes 1]
 //
 // Shapes: demo (configs/model/demo.yaml, batch 8, seq 256), 4l (SmolLM2-135M
 // shape, 4 layers, seq 2048), 30l (all 30 layers, seq 2048), 16k-2l (2 layers,
@@ -105,6 +105,7 @@ func main() {
 	waits := flag.String("waits", "passive,default", "PyTorch OMP_WAIT_POLICY settings to run (passive is the faster)")
 	block := flag.Int("block", 256, "longctx attention block")
 	memLimit := flag.String("memory-limit", "", "longctx's memory_limit (soft heap limit, e.g. 3.5GiB; empty = the trainer's default, 80% of physical memory)")
+	lanes := flag.Int("lanes", 0, "longctx's lanes: pieces of each batch run at once (0 = the trainer's default: one per core that divides the batch)")
 	recomputeAll := flag.Bool("recompute", false, "longctx recomputes layers on every shape (default: only where the shape says)")
 	python := flag.String("python", "/usr/bin/python3", "python with Debian's python3-torch")
 	sgemm := flag.String("sgemm", "2048x576x1536,4096x4096x4096", "matmul shapes MxKxN for the sgemm peak")
@@ -116,7 +117,7 @@ func main() {
 	flag.Parse()
 
 	if *worker != "" {
-		runWorker(*worker, *steps, *block, *recomputeAll, *memLimit, *cpuprofile)
+		runWorker(*worker, *steps, *block, *lanes, *recomputeAll, *memLimit, *cpuprofile)
 		return
 	}
 	var sel []shape
@@ -188,7 +189,7 @@ func main() {
 		sr := shapeResult{Shape: s, FLOPsPerToken: mc.FlopsPerToken(s.Seq)}
 		logf("shape %s: %s, %.1fM parameters", s.Name, s.Desc, float64(mc.NumParams())/1e6)
 
-		args := []string{"-worker", s.Name, "-steps", strconv.Itoa(*steps), "-block", strconv.Itoa(*block)}
+		args := []string{"-worker", s.Name, "-steps", strconv.Itoa(*steps), "-block", strconv.Itoa(*block), "-lanes", strconv.Itoa(*lanes)}
 		if *recomputeAll {
 			args = append(args, "-recompute")
 		}
@@ -205,6 +206,9 @@ func main() {
 		side := "longctx"
 		if *memLimit != "" {
 			side += " (memory_limit " + *memLimit + ")"
+		}
+		if *lanes > 0 {
+			side += fmt.Sprintf(" (lanes %d)", *lanes)
 		}
 		if *godebug != "" {
 			env = append(env, "GODEBUG="+*godebug)
@@ -383,7 +387,7 @@ func runJSON(cmd *exec.Cmd, env []string, v any) (usage, error) {
 
 // runWorker trains one shape with longctx's real training loop and prints
 // {"tokens_per_s", "first_loss"}; the parent measures its peak RSS.
-func runWorker(name string, steps, block int, recompute bool, memLimit, cpuprofile string) {
+func runWorker(name string, steps, block, lanes int, recompute bool, memLimit, cpuprofile string) {
 	s, ok := findShape(name)
 	if !ok {
 		fail(fmt.Errorf("unknown shape %q", name))
@@ -419,7 +423,7 @@ func runWorker(name string, steps, block int, recompute bool, memLimit, cpuprofi
 	cfg := trainer.DefaultTrainConfig()
 	cfg.ModelConfig, cfg.SeqLen, cfg.BatchSize, cfg.Steps, cfg.AttentionBlock = model, s.Seq, s.Batch, steps+1, block
 	cfg.Recompute = recompute || s.Recompute
-	cfg.MemoryLimit = memLimit
+	cfg.MemoryLimit, cfg.Lanes = memLimit, lanes
 	cfg.Out = filepath.Join(tmp, "out")
 	cfg.CheckpointEvery, cfg.LogEvery, cfg.ExportDType = 0, 1, "F32"
 	if cpuprofile != "" {
