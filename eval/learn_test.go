@@ -75,6 +75,9 @@ func TestTinyModelLearnsGSM8kFormat(t *testing.T) {
 	cfg.Optimizer.LR, cfg.Optimizer.MinLR, cfg.Optimizer.WarmupSteps, cfg.Optimizer.Schedule = 1e-2, 1e-3, 10, "cosine"
 	cfg.CheckpointEvery, cfg.KeepCheckpoints, cfg.LogEvery, cfg.ExportDType = 0, 1, 25, "F32"
 	cfg.Documents.Mask, cfg.Documents.ResetPositions = false, false
+	// These settings were found with one lane; lanes change the rounding and
+	// with it where 600 steps of this tiny model end up.
+	cfg.Lanes = 1
 	src, err := trainer.NewTokenStream(tokens, cfg.SeqLen, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -9,7 +9,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -55,7 +54,7 @@ type TrainConfig struct {
 	LogEvery        int     `yaml:"log_every" help:"steps between progress lines"`
 	Backend         string  `yaml:"backend" help:"GoMLX backend (default $GOMLX_BACKEND, else go:ops_sequential,creation_order)"`
 	PeakTFLOPS      float64 `yaml:"peak_tflops" help:"accelerator peak TFLOP/s for the MFU estimate (0 = not shown)"`
-	Lanes           int     `yaml:"lanes,omitempty" help:"pieces of each micro-batch run at once, each on its own core (0 = as many as cores that divide batch_size, on the Go backend; 1 = off); results agree to float32 rounding"`
+	Lanes           int     `yaml:"lanes,omitempty" help:"pieces of each micro-batch run at once, each on its own core (0 = 2 when batch_size is even, on the Go backend; 1 = off); results depend on lanes to float32 rounding, never on the machine"`
 	MemoryLimit     string  `yaml:"memory_limit,omitempty" help:"soft limit of the Go heap while training, e.g. 3.5GiB: garbage is collected before crossing it (empty = GOMEMLIMIT if set, else 80% of physical memory)"`
 }
 
@@ -282,7 +281,7 @@ func newRun(cfg TrainConfig, src SequenceSource, progress io.Writer) (*run, erro
 	}
 	r.flopsPerToken = r.mc.FlopsPerToken(cfg.SeqLen)
 	r.seqTokens = int64(cfg.BatchSize * cfg.GradAccum * cfg.SeqLen)
-	r.lanes = lanes(cfg, r.hostUpdate(), runtime.GOMAXPROCS(0))
+	r.lanes = lanes(cfg, r.hostUpdate())
 	if r.lanes > 1 {
 		fmt.Fprintf(progress, "lanes: %d (each micro-batch runs as %d pieces of %d sequences at once)\n", r.lanes, r.lanes, cfg.BatchSize/r.lanes)
 	}
@@ -587,18 +586,14 @@ func (r *run) gradient(hb HostBatch, acc []*tensors.Tensor) (float64, []*tensors
 // runs every op but matmul on one core and cannot overlap ops within a
 // graph, so independent pieces of the batch, each its own execution, are
 // what fills the other cores. Elsewhere (XLA) one execution already uses
-// the device.
-func lanes(cfg TrainConfig, goBackend bool, cores int) int {
-	if cfg.Lanes > 0 {
+// the device. The default does not look at the machine: lanes change the
+// float rounding, and a config must train the same everywhere.
+func lanes(cfg TrainConfig, goBackend bool) int {
+	switch {
+	case cfg.Lanes > 0:
 		return cfg.Lanes
-	}
-	if !goBackend {
-		return 1
-	}
-	for l := min(cores, cfg.BatchSize); l > 1; l-- {
-		if cfg.BatchSize%l == 0 {
-			return l
-		}
+	case goBackend && cfg.BatchSize%2 == 0:
+		return 2
 	}
 	return 1
 }

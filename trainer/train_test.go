@@ -165,17 +165,17 @@ func TestTrainLanesAgree(t *testing.T) {
 
 func TestLanesRule(t *testing.T) {
 	for _, c := range []struct {
-		lanes, batch, cores int
-		goBackend           bool
-		want                int
+		lanes, batch int
+		goBackend    bool
+		want         int
 	}{
-		{0, 8, 2, true, 2}, {0, 8, 16, true, 8}, {0, 6, 4, true, 3}, {0, 1, 2, true, 1},
-		{0, 7, 2, true, 1}, {0, 8, 2, false, 1}, {4, 8, 2, true, 4}, {1, 8, 2, true, 1},
+		{0, 8, true, 2}, {0, 6, true, 2}, {0, 1, true, 1}, {0, 7, true, 1},
+		{0, 8, false, 1}, {4, 8, true, 4}, {1, 8, true, 1},
 	} {
 		cfg := DefaultTrainConfig()
 		cfg.Lanes, cfg.BatchSize = c.lanes, c.batch
-		if got := lanes(cfg, c.goBackend, c.cores); got != c.want {
-			t.Errorf("lanes %d, batch %d, %d cores, go %v: got %d, want %d", c.lanes, c.batch, c.cores, c.goBackend, got, c.want)
+		if got := lanes(cfg, c.goBackend); got != c.want {
+			t.Errorf("lanes %d, batch %d, go %v: got %d, want %d", c.lanes, c.batch, c.goBackend, got, c.want)
 		}
 	}
 	cfg := DefaultTrainConfig()
