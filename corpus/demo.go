@@ -28,7 +28,7 @@ type DemoFile struct {
 
 // DemoVersion names the generator's output: runs that keep a corpus
 // generated earlier compare it, so a changed generator regenerates.
-const DemoVersion = "7-token-keys-word-phrases"
+const DemoVersion = "8-window-long-recalls"
 
 // GenerateDemo writes a small sample corpus under dir in the five real
 // layouts (paths mirror the real dumps), from synthesised text: long books,
@@ -373,11 +373,19 @@ type facts struct {
 // table merge stack."), a plain copy signal.
 func (g *demoGen) newFacts() *facts {
 	f := &facts{}
+	// Words are ~2.35 tokens of the test tokenizer, so a 256-token window
+	// holds ~105 words: in-window gaps run the whole window (the retrieval
+	// eval at 256 asks up to ~240 tokens back; gaps of at most 65 words
+	// left the far half untrained: kv 0% with the fact at the window start),
+	// and a fifth reach up to 3,000 words for longer windows.
 	gap := func() int {
-		if g.r.IntN(10) < 8 {
-			return 5 + g.r.IntN(60)
+		switch k := g.r.IntN(10); {
+		case k < 4:
+			return 5 + g.r.IntN(40)
+		case k < 8:
+			return 45 + g.r.IntN(60)
 		}
-		return int(150 * math.Exp(g.r.Float64()*math.Log(3000.0/150)))
+		return int(105 * math.Exp(g.r.Float64()*math.Log(3000.0/105)))
 	}
 	f.next = func(n int) string {
 		var out strings.Builder
