@@ -41,7 +41,9 @@ func TestResumeAfterKill9(t *testing.T) {
 
 	dirB := filepath.Join(t.TempDir(), "b")
 	child := exec.Command(os.Args[0], "-test.run=^TestHelperTrainProcess$", "-test.count=1")
-	child.Env = append(os.Environ(), "LONGCTX_TRAIN_CHILD="+dirB)
+	// The child dies by SIGKILL and never removes its own temp dirs: give
+	// it one inside ours.
+	child.Env = append(os.Environ(), "LONGCTX_TRAIN_CHILD="+dirB, "TMPDIR="+t.TempDir())
 	if err := child.Start(); err != nil {
 		t.Fatal(err)
 	}

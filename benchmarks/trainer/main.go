@@ -4,12 +4,14 @@
 // PyTorch/longctx ratio, training GFLOP/s and its fraction of the machine's
 // sgemm peak (OpenBLAS through PyTorch; GoMLX's matmul is shown next to it).
 //
-//	go run ./benchmarks/trainer [-shapes demo,4l,30l,16k-2l] [-steps 2] [-waits passive,default] [-memory-limit 3.5GiB] [-lanes 1]
+//	go run ./benchmarks/trainer [-shapes demo,4l,30l,16k-2l,4l-b2] [-steps 2] [-waits passive,default] [-memory-limit 3.5GiB] [-lanes 1]
 //
 // Shapes: demo (configs/model/demo.yaml, batch 8, seq 256), 4l (SmolLM2-135M
 // shape, 4 layers, seq 2048), 30l (all 30 layers, seq 2048), 16k-2l (2 layers,
 // seq 16384; PyTorch with chunked attention) and 16k-30l (30 layers at 16k,
-// recompute on both sides; slow, only when named). The PyTorch side is
+// recompute on both sides; slow, only when named), 4l-b2 and 30l-b2 (two
+// sequences per step, so longctx's lanes apply; 30l-b2 recomputes on both
+// sides; only when named). The PyTorch side is
 // benchmarks/trainer/torch_step.py on Debian's python3-torch with
 // libopenblas0 (`make bench` installs both). Results go to
 // out/trainer-bench.json and out/trainer-bench.md.
@@ -66,6 +68,12 @@ var allShapes = []shape{
 	{Name: "30l", Desc: "SmolLM2-135M, all 30 layers, seq 2048", Model: "configs/model/smollm2-135m.yaml", Layers: 30, Batch: 1, Seq: 2048},
 	{Name: "16k-2l", Desc: "135M shape, 2 layers, seq 16384", Model: "configs/model/smollm2-135m.yaml", Layers: 2, Batch: 1, Seq: 16384, TorchChunk: 1024},
 	{Name: "16k-30l", Desc: "135M, all 30 layers, seq 16384, recompute", Model: "configs/model/smollm2-135m.yaml", Layers: 30, Batch: 1, Seq: 16384, TorchChunk: 1024, Recompute: true},
+	// Two sequences per step: longctx's default lanes run them at once (one
+	// sequence per step leaves longctx's non-matmul ops on one core). At 30
+	// layers PyTorch's batch of 2 needs ~26 GB without recompute, so both
+	// sides recompute there.
+	{Name: "4l-b2", Desc: "SmolLM2-135M shape, 4 layers, batch 2, seq 2048", Model: "configs/model/smollm2-135m.yaml", Layers: 4, Batch: 2, Seq: 2048},
+	{Name: "30l-b2", Desc: "SmolLM2-135M, all 30 layers, batch 2, seq 2048, recompute", Model: "configs/model/smollm2-135m.yaml", Layers: 30, Batch: 2, Seq: 2048, Recompute: true},
 }
 
 const installHint = "apt-get update && apt-get install -y python3-torch libopenblas0   (or: make bench)"
@@ -99,13 +107,13 @@ type matmul struct {
 }
 
 func main() {
-	shapesFlag := flag.String("shapes", "demo,4l,30l,16k-2l", "shapes to run, comma-separated: demo, 4l, 30l, 16k-2l, 16k-30l (slow)")
+	shapesFlag := flag.String("shapes", "demo,4l,30l,16k-2l", "shapes to run, comma-separated: demo, 4l, 30l, 16k-2l, 4l-b2, 30l-b2, 16k-30l (slow)")
 	steps := flag.Int("steps", 2, "timed training steps per shape and side (after one untimed warm-up/compile step)")
 	threads := flag.Int("threads", 2, "threads per side (GOMAXPROCS for longctx, torch.set_num_threads for PyTorch)")
 	waits := flag.String("waits", "passive,default", "PyTorch OMP_WAIT_POLICY settings to run (passive is the faster)")
 	block := flag.Int("block", 256, "longctx attention block")
 	memLimit := flag.String("memory-limit", "", "longctx's memory_limit (soft heap limit, e.g. 3.5GiB; empty = the trainer's default, 80% of physical memory)")
-	lanes := flag.Int("lanes", 0, "longctx's lanes: pieces of each batch run at once (0 = the trainer's default: one per core that divides the batch)")
+	lanes := flag.Int("lanes", 0, "longctx's lanes: pieces of each batch run at once (0 = the trainer's default: 2 for an even batch, else 1)")
 	recomputeAll := flag.Bool("recompute", false, "longctx recomputes layers on every shape (default: only where the shape says)")
 	python := flag.String("python", "/usr/bin/python3", "python with Debian's python3-torch")
 	sgemm := flag.String("sgemm", "2048x576x1536,4096x4096x4096", "matmul shapes MxKxN for the sgemm peak")
