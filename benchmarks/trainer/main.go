@@ -4,14 +4,14 @@
 // PyTorch/longctx ratio, training GFLOP/s and its fraction of the machine's
 // sgemm peak (OpenBLAS through PyTorch; GoMLX's matmul is shown next to it).
 //
-//	go run ./benchmarks/trainer [-shapes demo,4l,30l,16k-2l,4l-b2] [-steps 2] [-waits passive,default] [-memory-limit 3.5GiB] [-lanes 1]
+//	go run ./benchmarks/trainer [-shapes demo,4l,4l-b2,30l,16k-2l] [-steps 2] [-waits passive,default] [-memory-limit 3.5GiB] [-lanes 1]
 //
 // Shapes: demo (configs/model/demo.yaml, batch 8, seq 256), 4l (SmolLM2-135M
 // shape, 4 layers, seq 2048), 30l (all 30 layers, seq 2048), 16k-2l (2 layers,
 // seq 16384; PyTorch with chunked attention) and 16k-30l (30 layers at 16k,
 // recompute on both sides; slow, only when named), 4l-b2 and 30l-b2 (two
 // sequences per step, so longctx's lanes apply; 30l-b2 recomputes on both
-// sides; only when named). The PyTorch side is
+// sides and runs only when named). The PyTorch side is
 // benchmarks/trainer/torch_step.py on Debian's python3-torch with
 // libopenblas0 (`make bench` installs both). Results go to
 // out/trainer-bench.json and out/trainer-bench.md.
@@ -107,7 +107,7 @@ type matmul struct {
 }
 
 func main() {
-	shapesFlag := flag.String("shapes", "demo,4l,30l,16k-2l", "shapes to run, comma-separated: demo, 4l, 30l, 16k-2l, 4l-b2, 30l-b2, 16k-30l (slow)")
+	shapesFlag := flag.String("shapes", "demo,4l,4l-b2,30l,16k-2l", "shapes to run, comma-separated: demo, 4l, 30l, 16k-2l, 4l-b2, 30l-b2, 16k-30l (slow)")
 	steps := flag.Int("steps", 2, "timed training steps per shape and side (after one untimed warm-up/compile step)")
 	threads := flag.Int("threads", 2, "threads per side (GOMAXPROCS for longctx, torch.set_num_threads for PyTorch)")
 	waits := flag.String("waits", "passive,default", "PyTorch OMP_WAIT_POLICY settings to run (passive is the faster)")
