@@ -121,7 +121,7 @@ func main() {
 	out := flag.String("out", "out", "output directory (trainer-bench.json, trainer-bench.md)")
 	godebug := flag.String("godebug", "", "GODEBUG for longctx's side, e.g. asyncpreemptoff=1 (under GOEXPERIMENT=simd, math.Exp runs ~100x slower once a goroutine was async-preempted)")
 	worker := flag.String("worker", "", "internal: run longctx's side of one shape and print JSON")
-	cpuprofile := flag.String("cpuprofile", "", "worker: write a CPU profile of longctx's side")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of longctx's side of each shape to PATH.SHAPE")
 	flag.Parse()
 
 	if *worker != "" {
@@ -203,6 +203,10 @@ func main() {
 		}
 		if *memLimit != "" {
 			args = append(args, "-memory-limit", *memLimit)
+		}
+		if *cpuprofile != "" {
+			// One profile per shape: PATH.SHAPE (go tool pprof reads it with the binary).
+			args = append(args, "-cpuprofile", *cpuprofile+"."+s.Name)
 		}
 		cmd := exec.Command(self, args...)
 		var lr struct {
