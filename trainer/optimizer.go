@@ -144,29 +144,17 @@ func hostAdamW(o OptimizerConfig, decay []bool, params, m, v, grads []*tensors.T
 		scale = min(1, float32(o.ClipNorm)/float32(max(gnorm, 1e-12)))
 	}
 	t := float64(step)
-	b1, b2 := float32(o.Beta1), float32(o.Beta2)
-	bc1, bc2 := float32(1-math.Pow(o.Beta1, t)), float32(1-math.Pow(o.Beta2, t))
-	lr32, eps := float32(lr), float32(o.Eps)
+	k := adamwStep{cnt: cnt, scale: scale, b1: float32(o.Beta1), b2: float32(o.Beta2),
+		bc1: float32(1 - math.Pow(o.Beta1, t)), bc2: float32(1 - math.Pow(o.Beta2, t)), lr: float32(lr), eps: float32(o.Eps)}
 	for i := range params {
-		keep := float32(1)
+		k.keep = 1
 		if decay[i] && o.WeightDecay > 0 {
-			keep = 1 - lr32*float32(o.WeightDecay)
+			k.keep = 1 - k.lr*float32(o.WeightDecay)
 		}
 		err := mutable3(params[i], m[i], v[i], func(p, mi, vi []float32) {
 			gi := g[i]
 			parallelChunks(len(p), func(_, from, to int) {
-				for j := from; j < to; j++ {
-					x := gi[j] / cnt * scale
-					mj := mi[j]*b1 + x*(1-b1)
-					vj := vi[j]*b2 + x*x*(1-b2)
-					pj := p[j]
-					if keep != 1 {
-						pj *= keep
-					}
-					denom := float32(math.Sqrt(float64(vj/bc2))) + eps
-					p[j] = pj - lr32*((mj/bc1)/denom)
-					mi[j], vi[j] = mj, vj
-				}
+				adamwRange(p[from:to], mi[from:to], vi[from:to], gi[from:to], k)
 			})
 		})
 		if err != nil {

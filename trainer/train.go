@@ -56,6 +56,7 @@ type TrainConfig struct {
 	PeakTFLOPS      float64 `yaml:"peak_tflops" help:"accelerator peak TFLOP/s for the MFU estimate (0 = not shown)"`
 	Lanes           int     `yaml:"lanes,omitempty" help:"pieces of each micro-batch run at once, each on its own core (0 = 2 when batch_size is even, on the Go backend; 1 = off); results depend on lanes to float32 rounding, never on the machine"`
 	MemoryLimit     string  `yaml:"memory_limit,omitempty" help:"soft limit of the Go heap while training, e.g. 3.5GiB: garbage is collected before crossing it (empty = GOMEMLIMIT if set, else 80% of physical memory)"`
+	Schedule        string  `yaml:"schedule,omitempty" help:"how the Go backend runs a step's ops: parallel (independent ops at once), sequential (one at a time, in creation order), or auto (empty: parallel for one lane without recompute up to 4,096 tokens per micro-batch); results are bit-identical either way"`
 }
 
 // DefaultTrainConfig returns the defaults every config file starts from.
@@ -72,6 +73,8 @@ func (c TrainConfig) Validate() error {
 	switch {
 	case c.Lanes < 0 || (c.Lanes > 0 && c.BatchSize%c.Lanes != 0):
 		return fmt.Errorf("lanes = %d must divide batch_size %d", c.Lanes, c.BatchSize)
+	case c.Schedule != "" && c.Schedule != "auto" && c.Schedule != "parallel" && c.Schedule != "sequential":
+		return fmt.Errorf("train config: schedule %q, want auto, parallel or sequential", c.Schedule)
 	case c.SeqLen < 2, c.BatchSize < 1, c.GradAccum < 1, c.Steps < 1:
 		return fmt.Errorf("train config: seq_len, batch_size, grad_accum and steps must be positive (got %d, %d, %d, %d)",
 			c.SeqLen, c.BatchSize, c.GradAccum, c.Steps)
@@ -144,13 +147,14 @@ type trainState struct {
 
 // resumeHash hashes the settings a resumed run must share with the
 // original. Paths (the model comes from the checkpoint, the data position
-// is checked by the source), reporting settings, the memory limit and lanes
-// (a resumed run may move to another machine) are left out, and so is
+// is checked by the source), reporting settings, the memory limit, lanes
+// (a resumed run may move to another machine) and the schedule (results do
+// not depend on it) are left out, and so is
 // steps, so a finished run can be extended.
 func resumeHash(c TrainConfig) (string, error) {
 	c.ModelConfig, c.Init, c.Data, c.Out, c.ExportDType = "", "", "", "", ""
 	c.Resume, c.Steps, c.LogEvery, c.CheckpointEvery, c.KeepCheckpoints, c.Backend, c.PeakTFLOPS = false, 0, 0, 0, 0, "", 0
-	c.Force, c.Eval, c.MemoryLimit, c.Lanes = false, EvalSchedule{}, "", 0
+	c.Force, c.Eval, c.MemoryLimit, c.Lanes, c.Schedule = false, EvalSchedule{}, "", 0, ""
 	return config.Hash(c)
 }
 
@@ -242,7 +246,8 @@ func newRun(cfg TrainConfig, src SequenceSource, progress io.Writer) (*run, erro
 	if err != nil {
 		return nil, err
 	}
-	backend, err := NewBackend(cfg.Backend)
+	spec, schedDesc := trainBackendSpec(cfg)
+	backend, err := NewBackend(spec)
 	if err != nil {
 		restoreLimit()
 		return nil, err
@@ -253,6 +258,9 @@ func newRun(cfg TrainConfig, src SequenceSource, progress io.Writer) (*run, erro
 	r := &run{cfg: cfg, src: src, progress: progress, backend: backend, ckDir: filepath.Join(cfg.Out, "checkpoints"), restoreLimit: restoreLimit}
 	if limitDesc != "" {
 		fmt.Fprintf(progress, "memory limit: %s\n", limitDesc)
+	}
+	if schedDesc != "" {
+		fmt.Fprintf(progress, "schedule: %s\n", schedDesc)
 	}
 	w, moments, err := r.startWeights()
 	if err != nil {

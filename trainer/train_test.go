@@ -216,3 +216,77 @@ func TestTrainBF16Compute(t *testing.T) {
 		t.Errorf("bf16 loss did not fall: %g -> %g", res.FirstLoss, res.FinalLoss)
 	}
 }
+
+// TestScheduleBitIdentical: the Go backend's parallel schedule runs the same
+// ops in another order, so every loss, gradient norm and exported weight
+// must equal the sequential run's bit for bit.
+func TestScheduleBitIdentical(t *testing.T) {
+	tokens := patternTokens(400)
+	run := func(schedule string) ([]StepMetrics, []byte) {
+		cfg := tinyTrainConfig(t, filepath.Join(t.TempDir(), "out"))
+		cfg.Lanes, cfg.Recompute, cfg.Schedule = 1, false, schedule
+		var log bytes.Buffer
+		src, _ := NewTokenStream(tokens, 16, 0)
+		if _, err := Train(context.Background(), cfg, src, &log); err != nil {
+			t.Fatal(err)
+		}
+		if want := "schedule: " + schedule + " (set)"; !strings.Contains(log.String(), want) {
+			t.Errorf("log does not say %q:\n%s", want, log.String())
+		}
+		m, err := readMetrics(filepath.Join(cfg.Out, "metrics.jsonl"), 1<<30)
+		if err != nil || len(m) != cfg.Steps {
+			t.Fatalf("metrics: %d lines, %v", len(m), err)
+		}
+		w, err := os.ReadFile(filepath.Join(cfg.Out, "final", "model.safetensors"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m, w
+	}
+	seqM, seqW := run("sequential")
+	parM, parW := run("parallel")
+	for i := range seqM {
+		if seqM[i].Loss != parM[i].Loss || seqM[i].GradNorm != parM[i].GradNorm {
+			t.Errorf("step %d: sequential %v/%v, parallel %v/%v", i+1, seqM[i].Loss, seqM[i].GradNorm, parM[i].Loss, parM[i].GradNorm)
+		}
+	}
+	if !bytes.Equal(seqW, parW) {
+		t.Error("exported weights differ between the sequential and the parallel schedule")
+	}
+}
+
+func TestScheduleRule(t *testing.T) {
+	t.Setenv("GOMLX_BACKEND", "")
+	for _, c := range []struct {
+		name                string
+		schedule            string
+		batch, lanes, seq   int
+		recompute           bool
+		backend, wantPrefix string
+	}{
+		{"one sequence at 2k", "", 1, 0, 2048, false, "", "parallel"},
+		{"two lanes", "", 2, 0, 2048, false, "", "sequential"},
+		{"one lane of two", "auto", 2, 1, 2048, false, "", "parallel"},
+		{"recompute", "", 1, 0, 2048, true, "", "sequential"},
+		{"16k", "", 1, 0, 16384, false, "", "sequential"},
+		{"set parallel", "parallel", 1, 0, 16384, true, "", "parallel"},
+		{"set sequential", "sequential", 1, 0, 256, false, "", "sequential"},
+		{"explicit backend", "", 1, 0, 256, false, "go", ""},
+	} {
+		cfg := DefaultTrainConfig()
+		cfg.Schedule, cfg.BatchSize, cfg.Lanes, cfg.SeqLen, cfg.Recompute, cfg.Backend = c.schedule, c.batch, c.lanes, c.seq, c.recompute, c.backend
+		spec, desc := trainBackendSpec(cfg)
+		if !strings.HasPrefix(desc, c.wantPrefix) || (c.wantPrefix == "") != (desc == "") {
+			t.Errorf("%s: schedule %q", c.name, desc)
+		}
+		want := map[string]string{"parallel": ParallelBackend, "sequential": DefaultBackend, "": c.backend}[c.wantPrefix]
+		if spec != want {
+			t.Errorf("%s: backend %q, want %q", c.name, spec, want)
+		}
+	}
+	cfg := DefaultTrainConfig()
+	cfg.Schedule = "fast"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "schedule") {
+		t.Errorf("schedule fast: err %v", err)
+	}
+}

@@ -113,6 +113,7 @@ func main() {
 	waits := flag.String("waits", "passive,default", "PyTorch OMP_WAIT_POLICY settings to run (passive is the faster)")
 	block := flag.Int("block", 256, "longctx attention block")
 	memLimit := flag.String("memory-limit", "", "longctx's memory_limit (soft heap limit, e.g. 3.5GiB; empty = the trainer's default, 80% of physical memory)")
+	schedule := flag.String("schedule", "", "longctx's schedule: auto (empty), parallel or sequential (the Go backend running independent ops at once or one at a time)")
 	lanes := flag.Int("lanes", 0, "longctx's lanes: pieces of each batch run at once (0 = the trainer's default: 2 for an even batch, else 1)")
 	recomputeAll := flag.Bool("recompute", false, "longctx recomputes layers on every shape (default: only where the shape says)")
 	python := flag.String("python", "/usr/bin/python3", "python with Debian's python3-torch")
@@ -125,7 +126,7 @@ func main() {
 	flag.Parse()
 
 	if *worker != "" {
-		runWorker(*worker, *steps, *block, *lanes, *recomputeAll, *memLimit, *cpuprofile)
+		runWorker(*worker, *steps, *block, *lanes, *recomputeAll, *memLimit, *schedule, *cpuprofile)
 		return
 	}
 	var sel []shape
@@ -197,7 +198,7 @@ func main() {
 		sr := shapeResult{Shape: s, FLOPsPerToken: mc.FlopsPerToken(s.Seq)}
 		logf("shape %s: %s, %.1fM parameters", s.Name, s.Desc, float64(mc.NumParams())/1e6)
 
-		args := []string{"-worker", s.Name, "-steps", strconv.Itoa(*steps), "-block", strconv.Itoa(*block), "-lanes", strconv.Itoa(*lanes)}
+		args := []string{"-worker", s.Name, "-steps", strconv.Itoa(*steps), "-block", strconv.Itoa(*block), "-lanes", strconv.Itoa(*lanes), "-schedule", *schedule}
 		if *recomputeAll {
 			args = append(args, "-recompute")
 		}
@@ -221,6 +222,9 @@ func main() {
 		}
 		if *lanes > 0 {
 			side += fmt.Sprintf(" (lanes %d)", *lanes)
+		}
+		if *schedule != "" {
+			side += " (schedule " + *schedule + ")"
 		}
 		if *godebug != "" {
 			env = append(env, "GODEBUG="+*godebug)
@@ -399,7 +403,7 @@ func runJSON(cmd *exec.Cmd, env []string, v any) (usage, error) {
 
 // runWorker trains one shape with longctx's real training loop and prints
 // {"tokens_per_s", "first_loss"}; the parent measures its peak RSS.
-func runWorker(name string, steps, block, lanes int, recompute bool, memLimit, cpuprofile string) {
+func runWorker(name string, steps, block, lanes int, recompute bool, memLimit, schedule, cpuprofile string) {
 	s, ok := findShape(name)
 	if !ok {
 		fail(fmt.Errorf("unknown shape %q", name))
@@ -435,7 +439,7 @@ func runWorker(name string, steps, block, lanes int, recompute bool, memLimit, c
 	cfg := trainer.DefaultTrainConfig()
 	cfg.ModelConfig, cfg.SeqLen, cfg.BatchSize, cfg.Steps, cfg.AttentionBlock = model, s.Seq, s.Batch, steps+1, block
 	cfg.Recompute = recompute || s.Recompute
-	cfg.MemoryLimit, cfg.Lanes = memLimit, lanes
+	cfg.MemoryLimit, cfg.Lanes, cfg.Schedule = memLimit, lanes, schedule
 	cfg.Out = filepath.Join(tmp, "out")
 	cfg.CheckpointEvery, cfg.LogEvery, cfg.ExportDType = 0, 1, "F32"
 	if cpuprofile != "" {
