@@ -69,14 +69,21 @@ func TestBlockAttentionEqualsNaive(t *testing.T) {
 	v := tensors.FromFlatDataAndDimensions(randF32(rng, B*S*Hkv*D), B, S, Hkv, D)
 	r := tensors.FromFlatDataAndDimensions(randF32(rng, B*S*H*D), B, S, H, D)
 	docs := tensors.FromFlatDataAndDimensions(docIDs(S, []int{5, 4, 3}, []int{1, 10}), B, S)
+	defer func(keep int) { keepProbsMaxLen = keep }(keepProbsMaxLen)
 	for _, tc := range []struct {
 		name   string
 		block  int
 		docMsk bool
+		keep   bool // backward reuses the forward's probabilities
 	}{
-		{"block4", 4, false}, {"block4-docs", 4, true}, {"block5-padded", 5, false},
-		{"block5-padded-docs", 5, true}, {"block1-docs", 1, true}, {"block12", 12, true},
+		{"block4", 4, false, false}, {"block4-docs", 4, true, false}, {"block5-padded", 5, false, false},
+		{"block5-padded-docs", 5, true, false}, {"block1-docs", 1, true, false}, {"block12", 12, true, false},
+		{"block4-docs-keep", 4, true, true}, {"block5-padded-docs-keep", 5, true, true}, {"block1-docs-keep", 1, true, true},
 	} {
+		keepProbsMaxLen = 0
+		if tc.keep {
+			keepProbsMaxLen = S + 8 // padded length included
+		}
 		t.Run(tc.name, func(t *testing.T) {
 			fn := func(q, k, v, doc, r *Node) []*Node {
 				if !tc.docMsk {
