@@ -52,7 +52,7 @@ type TrainConfig struct {
 	Force           bool    `yaml:"force" help:"train into an out directory that holds a run, clearing its outputs"`
 	ExportDType     string  `yaml:"export_dtype" help:"dtype of the final HF export: F32, BF16 or F16"`
 	LogEvery        int     `yaml:"log_every" help:"steps between progress lines"`
-	Backend         string  `yaml:"backend" help:"GoMLX backend (default $GOMLX_BACKEND, else go:ops_sequential,creation_order)"`
+	Backend         string  `yaml:"backend" help:"GoMLX backend (default $GOMLX_BACKEND, else the Go backend, its ops run as schedule says)"`
 	PeakTFLOPS      float64 `yaml:"peak_tflops" help:"accelerator peak TFLOP/s for the MFU estimate (0 = not shown)"`
 	Lanes           int     `yaml:"lanes,omitempty" help:"pieces of each micro-batch run at once, each on its own core (0 = 2 when batch_size is even, on the Go backend; 1 = off); results depend on lanes to float32 rounding, never on the machine"`
 	MemoryLimit     string  `yaml:"memory_limit,omitempty" help:"soft limit of the Go heap while training, e.g. 3.5GiB: garbage is collected before crossing it (empty = GOMEMLIMIT if set, else 80% of physical memory)"`
