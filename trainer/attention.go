@@ -102,9 +102,14 @@ func BlockAttention(q, k, v, doc *Node, blockSize int) *Node {
 	a := attnLayout{B: B, S: S, H: H, Hkv: Hkv, G: H / Hkv, D: D, bs: blockSize, nb: S / blockSize}
 	qr := a.queryRows(MulScalar(q, 1/math.Sqrt(float64(D)))) // [BH, S·G, D]
 	kr, vr := a.keyRows(k), a.keyRows(v)                     // [BH, S, D]
-	mask := func(pass int, after *Node) func(i int) *Node {
+	mask := func(pass int, after *Node) func(i int, prev *Node) *Node {
 		salt := maskSalt(qr, pass, after)
-		return func(i int) *Node { return a.blockMask(doc, i, salt) }
+		return func(i int, prev *Node) *Node {
+			if prev == nil {
+				return a.blockMask(doc, i, salt)
+			}
+			return a.blockMask(doc, i, Add(salt, zeroAfter(prev)))
+		}
 	}
 	o, ps := a.forward(StopGradient(qr), StopGradient(kr), StopGradient(vr), mask(0, qr), S <= keepProbsMaxLen)
 
@@ -191,12 +196,40 @@ func (a attnLayout) blockMask(doc *Node, i int, salt *Node) *Node {
 // node id; its dependency on after is a comparison that is always false
 // (x > x, even for NaN).
 func maskSalt(n *Node, pass int, after *Node) *Node {
-	first := after
-	for range after.Rank() {
+	return AddScalar(zeroAfter(after), float64(int32((int(n.Id())%256)*2+pass)<<21))
+}
+
+// zeroAfter returns an int32 scalar 0 that cannot be computed before x.
+// Block i's mask also waits for block i-2's result (blockLag): a scheduler
+// that runs ops when ready would otherwise start every block of a layer at
+// once (at 16k, 64 score tensors of up to 150 MB), while two blocks in
+// flight are enough to keep a second core busy.
+func zeroAfter(x *Node) *Node {
+	first := x
+	for range x.Rank() {
 		first = Squeeze(Slice(first, AxisRange(0, 1)), 0)
 	}
-	zero := ConvertDType(GreaterThan(first, first), dtypes.Int32)
-	return AddScalar(zero, float64(int32((int(n.Id())%256)*2+pass)<<21))
+	return ConvertDType(GreaterThan(first, first), dtypes.Int32)
+}
+
+// blockLag is how many blocks may run ahead of the oldest unfinished one.
+const blockLag = 2
+
+// gate returns x, available only once after exists (nil: x itself). The
+// block's query rows pass through it, so its scores wait too.
+func gate(x, after *Node) *Node {
+	if after == nil {
+		return x
+	}
+	return SchedulingBarrier(x, after)
+}
+
+// lagged returns xs[i-blockLag], or nil for the first blocks.
+func lagged(xs []*Node, i int) *Node {
+	if i < blockLag {
+		return nil
+	}
+	return xs[i-blockLag]
 }
 
 // probs returns the attention probabilities of query block i over keys
@@ -220,13 +253,17 @@ var keepProbsMaxLen = 2048
 
 // forward returns the attention output rows [BH, S·G, D] and, with keep,
 // each block's probabilities [BH, bs·G, e].
-func (a attnLayout) forward(q, k, v *Node, mask func(i int) *Node, keep bool) (*Node, []*Node) {
+func (a attnLayout) forward(q, k, v *Node, mask func(i int, prev *Node) *Node, keep bool) (*Node, []*Node) {
 	R := a.bs * a.G
 	outs := make([]*Node, a.nb)
 	var ps []*Node
 	for i := range a.nb {
 		e := (i + 1) * a.bs
-		p := probs(rows(q, i*R, (i+1)*R), rows(k, 0, e), mask(i))
+		qi, prev := rows(q, i*R, (i+1)*R), (*Node)(nil)
+		if !keep {
+			qi, prev = gate(qi, lagged(outs, i)), lagged(outs, i)
+		}
+		p := probs(qi, rows(k, 0, e), mask(i, prev))
 		outs[i] = DotGeneral(p, []int{2}, []int{0}, rows(v, 0, e), []int{1}, []int{0}) // [BH, R, D]
 		if keep {
 			ps = append(ps, p)
@@ -242,7 +279,7 @@ func (a attnLayout) forward(q, k, v *Node, mask func(i int) *Node, keep bool) (*
 // score-sized operand in the layout the backend multiplies without a
 // transpose; only the small q and dO blocks are transposed.
 // ps, when not nil, holds the forward pass's probabilities.
-func (a attnLayout) backward(q, k, v, o, dO *Node, mask func(i int) *Node, ps []*Node) (dq, dk, dv *Node) {
+func (a attnLayout) backward(q, k, v, o, dO *Node, mask func(i int, prev *Node) *Node, ps []*Node) (dq, dk, dv *Node) {
 	R := a.bs * a.G
 	delta := ReduceAndKeep(Mul(dO, o), ReduceSum, 2) // [BH, S·G, 1]
 	qT := TransposeAllAxes(q, 0, 2, 1)               // [BH, D, S·G]
@@ -257,7 +294,9 @@ func (a attnLayout) backward(q, k, v, o, dO *Node, mask func(i int) *Node, ps []
 		if ps != nil {
 			p = ps[i]
 		} else {
-			p = probs(rows(q, i*R, (i+1)*R), ke, mask(i))
+			prev := lagged(dqs, i)
+			dOi = gate(dOi, prev)
+			p = probs(gate(rows(q, i*R, (i+1)*R), prev), ke, mask(i, prev))
 		}
 		dp := DotGeneral(dOi, []int{2}, []int{0}, ve, []int{2}, []int{0}) // [BH, R, e]
 		ds := Mul(p, Sub(dp, rows(delta, i*R, (i+1)*R)))

@@ -32,15 +32,19 @@ const DefaultBackend = "go:ops_sequential,creation_order"
 // overlaps with a matmul or another one: on the idle 2-core machine the
 // 135M shape at 2k ran 425 tokens/s against 308 sequential (4 layers; 83
 // against 59 with 30), at 4.2 GB peak RSS against 2.9 (13.0 against 9.5).
-// The price is memory: every ready op starts, so at 16k (2 layers) the
-// blockwise attention's 64 blocks per layer ran at once and peaked at
-// 21.6 GB whatever the heap limit (3.4 GB sequential), and it pulls
-// per-layer recomputation to the front. Training picks it only where it
-// pays (trainBackendSpec).
+// The price is memory: every ready op starts early. Attention blocks and
+// loss chunks wait for the one two before them (gate in attention.go), so
+// at 16k (2 layers) it ran 305 tokens/s against 203 sequential, but at
+// 9.3 GB peak RSS against 5.3 (3.6 with memory_limit 3.5GiB, where
+// parallel thrashes the collector: 225 tokens/s at 5.8 GB); without the
+// gates it peaked at 21.6 GB. It also pulls per-layer recomputation to the
+// front. Training picks it by default only where it pays (trainBackendSpec).
 const ParallelBackend = "go:parallelism=-1,ops_parallel"
 
 // parallelMaxTokens is the largest micro-batch (tokens per lane) that
-// trains with ParallelBackend by default: 2k measured above, 16k ruled out.
+// trains with ParallelBackend by default: at 2k it costs +1.3 GB (4 layers),
+// at 16k +4 GB, which would break a 16k run sized for the sequential peak;
+// schedule: parallel trades that memory for 1.5x the speed.
 const parallelMaxTokens = 4096
 
 // trainBackendSpec returns the backend a run trains on and, when it chose
@@ -71,7 +75,7 @@ func trainBackendSpec(cfg TrainConfig) (spec, desc string) {
 	case cfg.Recompute:
 		return DefaultBackend, "sequential (auto: recompute needs creation order)"
 	case tokens > parallelMaxTokens:
-		return DefaultBackend, fmt.Sprintf("sequential (auto: %d tokens per micro-batch > %d, parallel would hold too many blocks at once)", tokens, parallelMaxTokens)
+		return DefaultBackend, fmt.Sprintf("sequential (auto: %d tokens per micro-batch > %d, parallel would need ~1.75x the memory; schedule: parallel to trade it for speed)", tokens, parallelMaxTokens)
 	}
 	return ParallelBackend, "parallel (auto: independent ops run at once)"
 }

@@ -340,7 +340,9 @@ func (m *Model) Loss(params []*Node, b Batch, targets, weights *Node) (sum, coun
 	for start := 0; start < S; start += chunk {
 		end := min(start+chunk, S)
 		c := end - start
-		hc := Slice(hs, AxisRange(), AxisRange(start, end)) // [B, c, hidden]
+		// A chunk waits for the one blockLag before it: a ready-first
+		// schedule would otherwise hold every chunk's [B, c, V] at once.
+		hc := gate(Slice(hs, AxisRange(), AxisRange(start, end)), lagged(gH, len(gH))) // [B, c, hidden]
 		wc := Slice(w, AxisRange(), AxisRange(start, end))  // [B, c]
 		logits := m.linear(hc, heads)                       // [B, c, V]
 		p := BackendFusedSoftmax(logits, 2)                 // [B, c, V]
