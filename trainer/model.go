@@ -343,9 +343,9 @@ func (m *Model) Loss(params []*Node, b Batch, targets, weights *Node) (sum, coun
 		// A chunk waits for the one blockLag before it: a ready-first
 		// schedule would otherwise hold every chunk's [B, c, V] at once.
 		hc := gate(Slice(hs, AxisRange(), AxisRange(start, end)), lagged(gH, len(gH))) // [B, c, hidden]
-		wc := Slice(w, AxisRange(), AxisRange(start, end))  // [B, c]
-		logits := m.linear(hc, heads)                       // [B, c, V]
-		p := BackendFusedSoftmax(logits, 2)                 // [B, c, V]
+		wc := Slice(w, AxisRange(), AxisRange(start, end))                             // [B, c]
+		logits := m.linear(hc, heads)                                                  // [B, c, V]
+		p := BackendFusedSoftmax(logits, 2)                                            // [B, c, V]
 		pt := pickTargets(p, Slice(targets, AxisRange(), AxisRange(start, end)))
 		nll := Neg(Log(Max(pt, Scalar(pt.Graph(), pt.DType(), smallestNormal32)))) // [B, c]
 		ls := ReduceAllSum(Mul(nll, wc))
