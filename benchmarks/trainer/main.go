@@ -4,7 +4,7 @@
 // PyTorch/longctx ratio, training GFLOP/s and its fraction of the machine's
 // sgemm peak (OpenBLAS through PyTorch; GoMLX's matmul is shown next to it).
 //
-//	go run ./benchmarks/trainer [-shapes demo,4l,4l-b2,30l,16k-2l] [-steps 2] [-waits passive,default] [-memory-limit 3.5GiB] [-lanes 1]
+//	go run ./benchmarks/trainer [-shapes demo,4l,4l-b2,30l,16k-2l] [-steps 2] [-waits passive,default] [-memory-limit 3.5GiB] [-lanes 1] [-schedule parallel]
 //
 // Shapes: demo (configs/model/demo.yaml, batch 8, seq 256), 4l (SmolLM2-135M
 // shape, 4 layers, seq 2048), 30l (all 30 layers, seq 2048), 16k-2l (2 layers,
