@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"reflect"
+	"runtime/debug"
 	"sort"
 	"sync/atomic"
 
@@ -26,13 +27,13 @@ import (
 // work, combiners sum statistics, and one final step writes the manifest,
 // the Markdown report and the merged dead letters.
 //
-//	tasks --Reshuffle--> prepareFileFn --> FileResult
+//	tasks in groups --Reshuffle--> prepareFileFn --> FileResult
 //	  FileResult --by source--> CombinePerKey(statsCombineFn) --side input--+
 //	  FileResult --Combine(collectFn)--> fileList --> writeManifestFn <-----+
 
 func init() {
 	for _, t := range []reflect.Type{reflect.TypeOf(FileTask{}), reflect.TypeOf(FileResult{}),
-		reflect.TypeOf(shards.PrepareStats{}), reflect.TypeOf(fileList{})} {
+		reflect.TypeOf(shards.PrepareStats{}), reflect.TypeOf(fileList{}), reflect.TypeOf(fileGroup{})} {
 		beam.RegisterType(t)
 	}
 	// JSON coders: these types hold maps and fixed arrays, and JSON keeps
@@ -43,8 +44,9 @@ func init() {
 	beam.RegisterCoder(reflect.TypeOf(FileResult{}), encodeResult, decodeResult)
 	beam.RegisterCoder(reflect.TypeOf(shards.PrepareStats{}), encodeStats, decodeStats)
 	beam.RegisterCoder(reflect.TypeOf(fileList{}), encodeFileList, decodeFileList)
+	beam.RegisterCoder(reflect.TypeOf(fileGroup{}), encodeFileGroup, decodeFileGroup)
 
-	register.DoFn3x1[context.Context, FileTask, func(FileResult), error](&prepareFileFn{})
+	register.DoFn3x1[context.Context, fileGroup, func(FileResult), error](&prepareFileFn{})
 	register.Emitter1[FileResult]()
 	register.Function1x2[FileResult, string, FileResult](keyBySource)
 	register.Combiner3[shards.PrepareStats, FileResult, shards.PrepareStats](&statsCombineFn{})
@@ -61,13 +63,42 @@ func decodeTask(b []byte) (v FileTask, err error)             { err = json.Unmar
 func decodeResult(b []byte) (v FileResult, err error)         { err = json.Unmarshal(b, &v); return }
 func decodeStats(b []byte) (v shards.PrepareStats, err error) { err = json.Unmarshal(b, &v); return }
 func decodeFileList(b []byte) (v fileList, err error)         { err = json.Unmarshal(b, &v); return }
+func encodeFileGroup(v fileGroup) ([]byte, error)             { return json.Marshal(v) }
+func decodeFileGroup(b []byte) (v fileGroup, err error)       { err = json.Unmarshal(b, &v); return }
 
 // localBar is the progress bar of an in-process run (direct, prism, or a
 // loopback worker): DoFns running in this process add to it. Remote workers
 // have none and log a line per file instead.
 var localBar atomic.Pointer[progress.Bar]
 
-// prepareFileFn runs PrepareFile on one input file.
+// fileGroup is one element of the prepare job: consecutive input files
+// that one DoFn call prepares, filesInFlight at a time. With one file per
+// call the tokenizer goroutines idle at every file boundary, while a file's
+// reader fills its first batch and while its last batches, cache block and
+// fsyncs drain; within a group the next file starts as soon as one ends.
+// (Emitting from FinishBundle would allow the same across elements, but
+// prism lost such outputs downstream in one run of four.)
+type fileGroup struct {
+	Tasks []FileTask `json:"tasks"`
+}
+
+const (
+	filesPerGroup = 8 // 30k DCLM files are still ~4k elements to spread
+	filesInFlight = 2
+)
+
+// groupTasks cuts tasks into groups of up to n consecutive files.
+func groupTasks(tasks []FileTask, n int) []fileGroup {
+	var gs []fileGroup
+	for len(tasks) > 0 {
+		k := min(n, len(tasks))
+		gs = append(gs, fileGroup{Tasks: tasks[:k:k]})
+		tasks = tasks[k:]
+	}
+	return gs
+}
+
+// prepareFileFn runs PrepareFile on each file of a group.
 type prepareFileFn struct {
 	Tokenizer      string `json:"tokenizer"`
 	Workers        int    `json:"workers"`
@@ -94,40 +125,84 @@ var (
 	filesSkipped = beam.NewCounter("prepare", "files_unreadable")
 )
 
-func (f *prepareFileFn) ProcessElement(ctx context.Context, task FileTask, emit func(FileResult)) error {
-	return markFault(f.process(ctx, task, emit))
+type fileDone struct {
+	task FileTask
+	res  FileResult
+	err  error
 }
 
-func (f *prepareFileFn) process(ctx context.Context, task FileTask, emit func(FileResult)) error {
-	if task.TokenizerHash != f.tok.Hash() {
-		return fmt.Errorf("%s: tokenizer hash %s on this worker, %s when the job was built", task.Input, f.tok.Hash(), task.TokenizerHash)
-	}
-	if !f.Force {
-		if prev, ok := UpToDate(ctx, task); ok {
-			filesReused.Inc(ctx, 1)
-			f.done(ctx, prev)
-			emit(prev)
-			return nil
+// ProcessElement prepares the group's files, emitting each result on this
+// goroutine as its file finishes (the manifest sorts them). The first
+// failure cancels the files in flight, waits for them and is returned.
+func (f *prepareFileFn) ProcessElement(ctx context.Context, g fileGroup, emit func(FileResult)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	finished := make(chan fileDone, len(g.Tasks))
+	next, running := 0, 0
+	var first error
+	for {
+		for first == nil && running < filesInFlight && next < len(g.Tasks) {
+			task := g.Tasks[next]
+			next++
+			if task.TokenizerHash != f.tok.Hash() {
+				first = fmt.Errorf("%s: tokenizer hash %s on this worker, %s when the job was built", task.Input, f.tok.Hash(), task.TokenizerHash)
+				cancel()
+				break
+			}
+			if !f.Force {
+				if prev, ok := UpToDate(ctx, task); ok {
+					filesReused.Inc(ctx, 1)
+					f.done(ctx, prev)
+					emit(prev)
+					continue
+				}
+			}
+			running++
+			go func() {
+				d := fileDone{task: task}
+				defer func() {
+					if p := recover(); p != nil {
+						d.err = fmt.Errorf("%s: panic: %v\n%s", task.Input, p, debug.Stack())
+					}
+					finished <- d
+				}()
+				d.res, d.err = PrepareFile(ctx, task, f.tok, f.Workers)
+			}()
+		}
+		if running == 0 {
+			return markFault(first)
+		}
+		d := <-finished
+		running--
+		if first != nil {
+			continue // draining after a failure
+		}
+		if err := f.collect(ctx, d, emit); err != nil {
+			first = err
+			cancel()
 		}
 	}
-	res, err := PrepareFile(ctx, task, f.tok, f.Workers)
+}
+
+// collect counts and emits one finished file, or returns its error.
+func (f *prepareFileFn) collect(ctx context.Context, d fileDone, emit func(FileResult)) error {
 	var ue *UnreadableError
-	if errors.As(err, &ue) && f.SkipUnreadable {
+	switch {
+	case errors.As(d.err, &ue) && f.SkipUnreadable:
 		filesSkipped.Inc(ctx, 1)
-		res = FileResult{Task: task, Unreadable: ue.Err.Error(), Stats: shards.PrepareStats{Files: 1}}
-		slog.Warn("prepare: skipping unreadable input", "input", task.Input, "err", ue.Err)
+		res := FileResult{Task: d.task, Unreadable: ue.Err.Error(), Stats: shards.PrepareStats{Files: 1}}
+		slog.Warn("prepare: skipping unreadable input", "input", d.task.Input, "err", ue.Err)
 		f.done(ctx, res)
 		emit(res)
 		return nil
+	case d.err != nil:
+		return d.err
 	}
-	if err != nil {
-		return err
-	}
-	docsWritten.Inc(ctx, res.Stats.Written)
-	docsDropped.Inc(ctx, res.Stats.Dropped())
-	tokensCount.Inc(ctx, res.Stats.Tokens)
-	f.done(ctx, res)
-	emit(res)
+	docsWritten.Inc(ctx, d.res.Stats.Written)
+	docsDropped.Inc(ctx, d.res.Stats.Dropped())
+	tokensCount.Inc(ctx, d.res.Stats.Tokens)
+	f.done(ctx, d.res)
+	emit(d.res)
 	return nil
 }
 
@@ -302,8 +377,8 @@ func BuildPrepare(s beam.Scope, cfg PrepareConfig, tokHash string, tasks []FileT
 		return PrepareOutputs{}, err
 	}
 	s = s.Scope("prepare")
-	in := beam.CreateList(s, tasks)
-	// Spread files over workers: Create makes one bundle.
+	in := beam.CreateList(s, groupTasks(tasks, filesPerGroup))
+	// Spread groups over workers: Create makes one bundle.
 	in = beam.Reshuffle(s, in)
 	files := beam.ParDo(s, &prepareFileFn{Tokenizer: cfg.Tokenizer, Workers: cfg.Workers,
 		SkipUnreadable: cfg.SkipUnreadable, Force: cfg.Force}, in)

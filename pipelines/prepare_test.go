@@ -341,6 +341,14 @@ func TestPrepareUnreadable(t *testing.T) {
 		t.Fatalf("err = %v, want one line naming the unreadable file and the cause", err)
 	}
 	t.Logf("the line a person reads: %v", err)
+	// The files prepared alongside it (same group) were cancelled and
+	// aborted: nothing half-written is left.
+	filepath.WalkDir(cfg.Output, func(p string, d os.DirEntry, err error) error {
+		if err == nil && strings.Contains(d.Name(), ".tmp-") {
+			t.Errorf("temp file left by the failed run: %s", p)
+		}
+		return nil
+	})
 	dump, rerr := os.ReadFile(filepath.Join(cfg.Output, "debug.log"))
 	if rerr != nil || len(dump) <= len(pe.Cause) || !strings.Contains(string(dump), "train-00009-of-00010.parquet") {
 		t.Fatalf("debug log (%v): %s", rerr, dump)

@@ -2,10 +2,12 @@
 // input (the five demo layouts, many seeds) on the local runners, against
 // the anchor: the raw tokenizer on exactly the same documents' text.
 //
-//	go run ./benchmarks/prepare [-mb 200] [-runners direct,prism] [-codecs raw,s2] [-workers 2]
+//	go run ./benchmarks/prepare [-mb 200] [-runners direct,prism] [-codecs raw,s2] [-workers 2] [-repeats 3]
 //
-// Each runner runs in a child process (once per token cache codec) so its
-// peak RSS is its own. Prints
+// Each runner runs in a child process (once per token cache codec and
+// repeat) so its peak RSS is its own. The anchor and every run are repeated
+// and the medians compared: one pass of either moves by 10-20% on this
+// machine from one run to the next. Prints
 // MB/s (input and text), tokens/s, the ratio to the raw tokenizer at the
 // same parallelism (goal >= 0.7), and peak RSS; writes results.json and
 // results.md under -out.
@@ -22,6 +24,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -50,6 +53,7 @@ var (
 	childWork = flag.Int("child_workers", 2, "internal")
 	codecs    = flag.String("codecs", "s2,raw", "token cache codecs to measure (raw, s2, zstd): each runner runs once per codec")
 	childCdc  = flag.String("child_codec", "", "internal")
+	repeats   = flag.Int("repeats", 3, "repeat the anchor and every run this many times; medians are compared")
 	cpuProf   = flag.String("cpuprofile", "", "write the pipeline runs' CPU profiles to this path (one per runner: path.<runner>)")
 )
 
@@ -73,7 +77,9 @@ type runResult struct {
 	Runner      string  `json:"runner"`
 	Codec       string  `json:"cache_codec"`
 	CacheBytes  int64   `json:"cache_bytes"`
-	Wall        float64 `json:"wall_s"`
+	Wall        float64 `json:"wall_s"` // median of the repeats
+	WallMin     float64 `json:"wall_min_s"`
+	WallMax     float64 `json:"wall_max_s"`
 	InputBytes  int64   `json:"input_bytes"`
 	TextBytes   int64   `json:"text_bytes"`
 	Tokens      int64   `json:"tokens"`
@@ -162,7 +168,9 @@ func ensureCorpus(ctx context.Context) int64 {
 }
 
 // anchor tokenizes every document the pipeline reads (same readers, same
-// sanitising) and times only the tokenizer: 1 goroutine, and `workers`.
+// sanitising) and times only the tokenizer: 1 goroutine, and `workers`,
+// each -repeats times per file (so a load change hits every repeat alike);
+// it returns the median totals.
 func cpuNow() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
@@ -178,7 +186,9 @@ func anchor(ctx context.Context) (tok1, tokN float64, tokens int64, cpu time.Dur
 	if err != nil {
 		fatal(err)
 	}
-	var t1, tN time.Duration
+	t1 := make([]time.Duration, *repeats)
+	tN := make([]time.Duration, *repeats)
+	cpus := make([]time.Duration, *repeats)
 	for _, task := range tasks {
 		f, _ := pipelines.LookupFormat(task.Format)
 		var texts []string
@@ -196,32 +206,44 @@ func anchor(ctx context.Context) (tok1, tokN float64, tokens int64, cpu time.Dur
 		} else {
 			pipelines.ReadJSONLines(bytes.NewReader(data), f, task.Input, task.Source, emit)
 		}
-		start, c0 := time.Now(), cpuNow()
-		for _, t := range texts {
-			tokens += int64(len(tk.EncodeDoc(t)))
+		for r := range *repeats {
+			start, c0 := time.Now(), cpuNow()
+			var n int64
+			for _, t := range texts {
+				n += int64(len(tk.EncodeDoc(t)))
+			}
+			t1[r] += time.Since(start)
+			cpus[r] += cpuNow() - c0
+			if r == 0 {
+				tokens += n
+			}
+			start = time.Now()
+			var wg sync.WaitGroup
+			next := make(chan string)
+			for w := 0; w < *workers; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for t := range next {
+						tk.EncodeDoc(t)
+					}
+				}()
+			}
+			for _, t := range texts {
+				next <- t
+			}
+			close(next)
+			wg.Wait()
+			tN[r] += time.Since(start)
 		}
-		t1 += time.Since(start)
-		cpu += cpuNow() - c0
-		start = time.Now()
-		var wg sync.WaitGroup
-		next := make(chan string)
-		for w := 0; w < *workers; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for t := range next {
-					tk.EncodeDoc(t)
-				}
-			}()
-		}
-		for _, t := range texts {
-			next <- t
-		}
-		close(next)
-		wg.Wait()
-		tN += time.Since(start)
 	}
-	return float64(tokens) / t1.Seconds(), float64(tokens) / tN.Seconds(), tokens, cpu
+	return float64(tokens) / median(t1).Seconds(), float64(tokens) / median(tN).Seconds(), tokens, median(cpus)
+}
+
+func median[T int64 | float64 | time.Duration](xs []T) T {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 // runList is every (runner, codec) pair, codecs alternating within a
@@ -247,56 +269,72 @@ func main() {
 	input := ensureCorpus(ctx)
 	fmt.Printf("corpus: %.1f MB of input under %s\n", float64(input)/1e6, *corpus)
 	raw1, rawN, rawTokens, rawCPU := anchor(ctx)
-	fmt.Printf("anchor (raw tokenizer, same text): %.0f tokens/s on 1 goroutine, %.0f on %d (%d tokens, %.1f s CPU)\n", raw1, rawN, *workers, rawTokens, rawCPU.Seconds())
+	fmt.Printf("anchor (raw tokenizer, same text, median of %d): %.0f tokens/s on 1 goroutine, %.0f on %d (%d tokens, %.1f s CPU)\n", *repeats, raw1, rawN, *workers, rawTokens, rawCPU.Seconds())
 
 	exe, _ := os.Executable()
+	runs := map[[2]string][]runResult{}
+	for rep := range *repeats {
+		for _, run := range runList() {
+			r, codec := run[0], run[1]
+			dir, _ := os.MkdirTemp("", "bench-prepare-out-")
+			args := []string{"-child=" + r, "-child_out=" + dir, fmt.Sprint("-child_workers=", *workers),
+				"-corpus=" + *corpus, "-tokenizer=" + *tokPath, fmt.Sprint("-scale=", *scale), "-child_codec=" + codec}
+			if *cpuProf != "" && rep == 0 {
+				args = append(args, "-cpuprofile="+*cpuProf+"."+r+"."+codec)
+			}
+			cmd := exec.Command(exe, args...)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Run(); err != nil {
+				e := stderr.Bytes()
+				fatal(fmt.Errorf("runner %s: %v; its stderr ends:\n%s", r, err, e[max(0, len(e)-3000):]))
+			}
+			os.RemoveAll(dir)
+			var res runResult
+			if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+				fatal(fmt.Errorf("runner %s output %q: %v", r, stdout.String(), err))
+			}
+			if res.Tokens != rawTokens {
+				fatal(fmt.Errorf("runner %s tokenized %d tokens, anchor %d", r, res.Tokens, rawTokens))
+			}
+			ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+			res.PeakRSSMB = float64(ru.Maxrss) / 1024
+			res.CPU = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+			fmt.Printf("  %s %s repeat %d: %.2f s, %.0f tokens/s, %.1f s CPU\n", r, codec, rep+1, res.Wall, float64(res.Tokens)/res.Wall, res.CPU)
+			runs[run] = append(runs[run], res)
+		}
+	}
 	var results []runResult
 	for _, run := range runList() {
-		r, codec := run[0], run[1]
-		dir, _ := os.MkdirTemp("", "bench-prepare-out-")
-		args := []string{"-child=" + r, "-child_out=" + dir, fmt.Sprint("-child_workers=", *workers),
-			"-corpus=" + *corpus, "-tokenizer=" + *tokPath, fmt.Sprint("-scale=", *scale), "-child_codec=" + codec}
-		if *cpuProf != "" {
-			args = append(args, "-cpuprofile="+*cpuProf+"."+r+"."+codec)
+		rs := runs[run]
+		var walls, cpus, rss []float64
+		for _, x := range rs {
+			walls, cpus, rss = append(walls, x.Wall), append(cpus, x.CPU), append(rss, x.PeakRSSMB)
 		}
-		cmd := exec.Command(exe, args...)
-		var stdout bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, nil
-		if err := cmd.Run(); err != nil {
-			fatal(fmt.Errorf("runner %s: %v", r, err))
-		}
-		os.RemoveAll(dir)
-		var res runResult
-		if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
-			fatal(fmt.Errorf("runner %s output %q: %v", r, stdout.String(), err))
-		}
-		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-		res.PeakRSSMB = float64(ru.Maxrss) / 1024
-		res.CPU = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+		res := rs[0]
+		res.Wall, res.WallMin, res.WallMax = median(walls), slices.Min(walls), slices.Max(walls)
+		res.CPU, res.PeakRSSMB = median(cpus), slices.Max(rss)
 		res.CPURatio = rawCPU.Seconds() / res.CPU
 		res.InputMBs = float64(res.InputBytes) / 1e6 / res.Wall
 		res.TextMBs = float64(res.TextBytes) / 1e6 / res.Wall
 		res.TokensPerS = float64(res.Tokens) / res.Wall
 		res.RatioToRaw = res.TokensPerS / rawN
 		res.RatioToRaw1 = res.TokensPerS / raw1
-		if res.Tokens != rawTokens {
-			fatal(fmt.Errorf("runner %s tokenized %d tokens, anchor %d", r, res.Tokens, rawTokens))
-		}
 		results = append(results, res)
 	}
 	var md strings.Builder
 	fmt.Fprintf(&md, "# prepare benchmark\n\n%.1f MB input (5 formats), %d tokens; workers %d; GOMAXPROCS %d; load %s\n\n",
 		float64(input)/1e6, rawTokens, *workers, runtime.GOMAXPROCS(0), loadavg())
-	fmt.Fprintf(&md, "anchor: raw tokenizer on the same text: %.0f tokens/s (1 goroutine), %.0f tokens/s (%d goroutines), %.1f s CPU\n\n", raw1, rawN, *workers, rawCPU.Seconds())
-	md.WriteString("| runner | cache codec | cache MB | wall s | input MB/s | text MB/s | tokens/s | ratio to raw (same parallelism) | ratio to raw (1 goroutine) | CPU s | CPU ratio (raw/pipeline) | peak RSS MB |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&md, "anchor: raw tokenizer on the same text: %.0f tokens/s (1 goroutine), %.0f tokens/s (%d goroutines), %.1f s CPU; medians of %d\n\n", raw1, rawN, *workers, rawCPU.Seconds(), *repeats)
+	md.WriteString("| runner | cache codec | cache MB | wall s (median, range) | input MB/s | text MB/s | tokens/s | ratio to raw (same parallelism) | ratio to raw (1 goroutine) | CPU s | CPU ratio (raw/pipeline) | peak RSS MB |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range results {
-		fmt.Fprintf(&md, "| %s | %s | %.0f | %.2f | %.1f | %.1f | %.0f | %.2f | %.2f | %.1f | %.2f | %.0f |\n", r.Runner, r.Codec, float64(r.CacheBytes)/1e6, r.Wall, r.InputMBs, r.TextMBs, r.TokensPerS, r.RatioToRaw, r.RatioToRaw1, r.CPU, r.CPURatio, r.PeakRSSMB)
+		fmt.Fprintf(&md, "| %s | %s | %.0f | %.2f (%.2f-%.2f) | %.1f | %.1f | %.0f | %.2f | %.2f | %.1f | %.2f | %.0f |\n", r.Runner, r.Codec, float64(r.CacheBytes)/1e6, r.Wall, r.WallMin, r.WallMax, r.InputMBs, r.TextMBs, r.TokensPerS, r.RatioToRaw, r.RatioToRaw1, r.CPU, r.CPURatio, r.PeakRSSMB)
 	}
 	md.WriteString("\nOn a shared machine wall-clock ratios depend on what else runs; the CPU ratio (tokenizer CPU / whole pipeline CPU) does not.\n")
 	fmt.Print("\n" + md.String())
 	os.MkdirAll(*out, 0o755)
 	b, _ := json.MarshalIndent(map[string]any{"input_bytes": input, "tokens": rawTokens, "raw_tokens_s_1": raw1,
-		"raw_tokens_s_n": rawN, "raw_cpu_s": rawCPU.Seconds(), "workers": *workers, "runs": results}, "", "  ")
+		"raw_tokens_s_n": rawN, "raw_cpu_s": rawCPU.Seconds(), "workers": *workers, "repeats": *repeats, "runs": results}, "", "  ")
 	storage.WriteFile(ctx, filepath.Join(*out, "results.json"), b)
 	storage.WriteFile(ctx, filepath.Join(*out, "results.md"), []byte(md.String()))
 }
