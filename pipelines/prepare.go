@@ -96,7 +96,7 @@ func (s SourceConfig) sourceHash() (string, error) {
 
 // Tokenizer is what prepare needs from the tokenizer package.
 type Tokenizer interface {
-	EncodeDoc(text string) []uint32 // EOS appended
+	AppendDoc(dst []uint32, text string) []uint32 // EOS appended
 	Hash() string
 }
 
@@ -321,6 +321,7 @@ func prepareFile(ctx context.Context, task FileTask, tok Tokenizer, workers int,
 	filtered := map[string]*filterDrops{}
 	st := &res.Stats
 	sink := func(d *Doc) error {
+		defer recycleTokens(d) // written to the cache (or dropped) by now
 		if d.Drop == nil {
 			n := len(d.Tokens)
 			st.Lengths.Observe(n)

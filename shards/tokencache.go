@@ -219,14 +219,7 @@ func (cw *CacheWriter) Add(id string, tokens []uint32) error {
 	if cw.width == 2 {
 		// One check per document, not per token: the ids are ORed together
 		// and the first that does not fit is looked up only on failure.
-		var all uint32
-		dst = dst[:2*len(tokens)]
-		for i, t := range tokens {
-			all |= t
-			dst[2*i] = byte(t)
-			dst[2*i+1] = byte(t >> 8)
-		}
-		if all > 0xffff {
+		if pack16(dst, tokens) > 0xffff {
 			cw.raw = cw.raw[:n]
 			for _, t := range tokens {
 				if t > 0xffff {

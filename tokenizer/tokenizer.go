@@ -143,6 +143,16 @@ func (t *Tokenizer) EncodeDoc(text string) []uint32 {
 	return append(ids, t.eos)
 }
 
+// AppendDoc appends EncodeDoc(text) to dst and returns it: callers that
+// reuse dst (prepare recycles one per document in flight) allocate nothing
+// per document.
+func (t *Tokenizer) AppendDoc(dst []uint32, text string) []uint32 {
+	e := t.get()
+	dst = e.encode(text, dst)
+	t.put(e)
+	return append(dst, t.eos)
+}
+
 // AppendEncode appends the ids of text to dst and returns it.
 func (t *Tokenizer) AppendEncode(dst []uint32, text string) []uint32 {
 	e := t.get()

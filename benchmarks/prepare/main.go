@@ -5,9 +5,10 @@
 //	go run ./benchmarks/prepare [-mb 200] [-runners direct,prism] [-codecs raw,s2] [-workers 2] [-repeats 3]
 //
 // Each runner runs in a child process (once per token cache codec and
-// repeat) so its peak RSS is its own. The anchor and every run are repeated
-// and the medians compared: one pass of either moves by 10-20% on this
-// machine from one run to the next. Prints
+// repeat) so its peak RSS is its own. Every repeat times the anchor and then
+// each run; a run's ratio is to its own repeat's anchor, and the median over
+// repeats is reported (one pass of either moves by 10-20% on this machine
+// from one minute to the next). Prints
 // MB/s (input and text), tokens/s, the ratio to the raw tokenizer at the
 // same parallelism (goal >= 0.7), and peak RSS; writes results.json and
 // results.md under -out.
@@ -38,6 +39,7 @@ import (
 	democorpus "longctx/corpus"
 	"longctx/pipelines"
 	"longctx/storage"
+	"longctx/tokenizer"
 )
 
 var (
@@ -88,7 +90,9 @@ type runResult struct {
 	InputMBs    float64 `json:"input_mb_s"`
 	TextMBs     float64 `json:"text_mb_s"`
 	TokensPerS  float64 `json:"tokens_s"`
-	RatioToRaw  float64 `json:"ratio_to_raw_tokenizer"`
+	RatioToRaw  float64 `json:"ratio_to_raw_tokenizer"` // median over repeats of the ratio within a repeat
+	RatioMin    float64 `json:"ratio_min"`
+	RatioMax    float64 `json:"ratio_max"`
 	RatioToRaw1 float64 `json:"ratio_to_raw_tokenizer_1_thread"`
 	CPU         float64 `json:"cpu_s"`            // user+sys of the run's process
 	CPURatio    float64 `json:"cpu_ratio_to_raw"` // raw tokenizer CPU / pipeline CPU on the same text
@@ -167,17 +171,9 @@ func ensureCorpus(ctx context.Context) int64 {
 	return total
 }
 
-// anchor tokenizes every document the pipeline reads (same readers, same
-// sanitising) and times only the tokenizer: 1 goroutine, and `workers`,
-// each -repeats times per file (so a load change hits every repeat alike);
-// it returns the median totals.
-func cpuNow() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func anchor(ctx context.Context) (tok1, tokN float64, tokens int64, cpu time.Duration) {
+// loadTexts reads every document the pipeline reads (same readers, same
+// sanitising), file by file, for the anchor.
+func loadTexts(ctx context.Context) (*tokenizer.Tokenizer, [][]string) {
 	tk, err := pipelines.LoadTokenizer(ctx, *tokPath)
 	if err != nil {
 		fatal(err)
@@ -186,9 +182,7 @@ func anchor(ctx context.Context) (tok1, tokN float64, tokens int64, cpu time.Dur
 	if err != nil {
 		fatal(err)
 	}
-	t1 := make([]time.Duration, *repeats)
-	tN := make([]time.Duration, *repeats)
-	cpus := make([]time.Duration, *repeats)
+	var files [][]string
 	for _, task := range tasks {
 		f, _ := pipelines.LookupFormat(task.Format)
 		var texts []string
@@ -206,38 +200,47 @@ func anchor(ctx context.Context) (tok1, tokN float64, tokens int64, cpu time.Dur
 		} else {
 			pipelines.ReadJSONLines(bytes.NewReader(data), f, task.Input, task.Source, emit)
 		}
-		for r := range *repeats {
-			start, c0 := time.Now(), cpuNow()
-			var n int64
-			for _, t := range texts {
-				n += int64(len(tk.EncodeDoc(t)))
-			}
-			t1[r] += time.Since(start)
-			cpus[r] += cpuNow() - c0
-			if r == 0 {
-				tokens += n
-			}
-			start = time.Now()
-			var wg sync.WaitGroup
-			next := make(chan string)
-			for w := 0; w < *workers; w++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for t := range next {
-						tk.EncodeDoc(t)
-					}
-				}()
-			}
-			for _, t := range texts {
-				next <- t
-			}
-			close(next)
-			wg.Wait()
-			tN[r] += time.Since(start)
-		}
+		files = append(files, texts)
 	}
-	return float64(tokens) / median(t1).Seconds(), float64(tokens) / median(tN).Seconds(), tokens, median(cpus)
+	return tk, files
+}
+
+func cpuNow() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// anchorPass times only the tokenizer over the same text, file by file as
+// the pipeline goes: on 1 goroutine, then on `workers`.
+func anchorPass(tk *tokenizer.Tokenizer, files [][]string) (t1, tN, cpu time.Duration, tokens int64) {
+	for _, texts := range files {
+		start, c0 := time.Now(), cpuNow()
+		for _, t := range texts {
+			tokens += int64(len(tk.EncodeDoc(t)))
+		}
+		t1 += time.Since(start)
+		cpu += cpuNow() - c0
+		start = time.Now()
+		var wg sync.WaitGroup
+		next := make(chan string)
+		for w := 0; w < *workers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for t := range next {
+					tk.EncodeDoc(t)
+				}
+			}()
+		}
+		for _, t := range texts {
+			next <- t
+		}
+		close(next)
+		wg.Wait()
+		tN += time.Since(start)
+	}
+	return t1, tN, cpu, tokens
 }
 
 func median[T int64 | float64 | time.Duration](xs []T) T {
@@ -268,12 +271,19 @@ func main() {
 	fmt.Printf("bench prepare: GOMAXPROCS %d, workers %d, load %s\n", runtime.GOMAXPROCS(0), *workers, loadavg())
 	input := ensureCorpus(ctx)
 	fmt.Printf("corpus: %.1f MB of input under %s\n", float64(input)/1e6, *corpus)
-	raw1, rawN, rawTokens, rawCPU := anchor(ctx)
-	fmt.Printf("anchor (raw tokenizer, same text, median of %d): %.0f tokens/s on 1 goroutine, %.0f on %d (%d tokens, %.1f s CPU)\n", *repeats, raw1, rawN, *workers, rawTokens, rawCPU.Seconds())
-
+	tk, texts := loadTexts(ctx)
 	exe, _ := os.Executable()
+	// Each repeat times the anchor and then every run, and each run's ratio
+	// is to the anchor of its own repeat: this machine drifts by 10-20%
+	// over minutes, which a comparison across repeats would take for a
+	// difference between the two.
 	runs := map[[2]string][]runResult{}
+	var t1s, tNs, cpus []time.Duration
+	var rawTokens int64
 	for rep := range *repeats {
+		t1, tN, cpu, n := anchorPass(tk, texts)
+		t1s, tNs, cpus, rawTokens = append(t1s, t1), append(tNs, tN), append(cpus, cpu), n
+		fmt.Printf("repeat %d: anchor %.0f tokens/s on 1 goroutine, %.0f on %d\n", rep+1, float64(n)/t1.Seconds(), float64(n)/tN.Seconds(), *workers)
 		for _, run := range runList() {
 			r, codec := run[0], run[1]
 			dir, _ := os.MkdirTemp("", "bench-prepare-out-")
@@ -300,37 +310,44 @@ func main() {
 			ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 			res.PeakRSSMB = float64(ru.Maxrss) / 1024
 			res.CPU = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
-			fmt.Printf("  %s %s repeat %d: %.2f s, %.0f tokens/s, %.1f s CPU\n", r, codec, rep+1, res.Wall, float64(res.Tokens)/res.Wall, res.CPU)
+			res.TokensPerS = float64(res.Tokens) / res.Wall
+			res.RatioToRaw = tN.Seconds() / res.Wall
+			res.RatioToRaw1 = t1.Seconds() / res.Wall
+			res.CPURatio = cpu.Seconds() / res.CPU
+			fmt.Printf("  %s %s: %.2f s, %.0f tokens/s, %.1f s CPU, ratio to raw %.2f\n", r, codec, res.Wall, res.TokensPerS, res.CPU, res.RatioToRaw)
 			runs[run] = append(runs[run], res)
 		}
 	}
+	raw1 := float64(rawTokens) / median(t1s).Seconds()
+	rawN := float64(rawTokens) / median(tNs).Seconds()
+	rawCPU := median(cpus)
 	var results []runResult
 	for _, run := range runList() {
 		rs := runs[run]
-		var walls, cpus, rss []float64
+		var walls, cpuS, rss, ratio, ratio1, cpuRatio []float64
 		for _, x := range rs {
-			walls, cpus, rss = append(walls, x.Wall), append(cpus, x.CPU), append(rss, x.PeakRSSMB)
+			walls, cpuS, rss = append(walls, x.Wall), append(cpuS, x.CPU), append(rss, x.PeakRSSMB)
+			ratio, ratio1, cpuRatio = append(ratio, x.RatioToRaw), append(ratio1, x.RatioToRaw1), append(cpuRatio, x.CPURatio)
 		}
 		res := rs[0]
 		res.Wall, res.WallMin, res.WallMax = median(walls), slices.Min(walls), slices.Max(walls)
-		res.CPU, res.PeakRSSMB = median(cpus), slices.Max(rss)
-		res.CPURatio = rawCPU.Seconds() / res.CPU
+		res.CPU, res.PeakRSSMB = median(cpuS), slices.Max(rss)
+		res.RatioToRaw, res.RatioToRaw1, res.CPURatio = median(ratio), median(ratio1), median(cpuRatio)
+		res.RatioMin, res.RatioMax = slices.Min(ratio), slices.Max(ratio)
 		res.InputMBs = float64(res.InputBytes) / 1e6 / res.Wall
 		res.TextMBs = float64(res.TextBytes) / 1e6 / res.Wall
 		res.TokensPerS = float64(res.Tokens) / res.Wall
-		res.RatioToRaw = res.TokensPerS / rawN
-		res.RatioToRaw1 = res.TokensPerS / raw1
 		results = append(results, res)
 	}
 	var md strings.Builder
 	fmt.Fprintf(&md, "# prepare benchmark\n\n%.1f MB input (5 formats), %d tokens; workers %d; GOMAXPROCS %d; load %s\n\n",
 		float64(input)/1e6, rawTokens, *workers, runtime.GOMAXPROCS(0), loadavg())
 	fmt.Fprintf(&md, "anchor: raw tokenizer on the same text: %.0f tokens/s (1 goroutine), %.0f tokens/s (%d goroutines), %.1f s CPU; medians of %d\n\n", raw1, rawN, *workers, rawCPU.Seconds(), *repeats)
-	md.WriteString("| runner | cache codec | cache MB | wall s (median, range) | input MB/s | text MB/s | tokens/s | ratio to raw (same parallelism) | ratio to raw (1 goroutine) | CPU s | CPU ratio (raw/pipeline) | peak RSS MB |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	md.WriteString("| runner | cache codec | cache MB | wall s (median, range) | input MB/s | text MB/s | tokens/s | ratio to raw (same parallelism; median, range) | ratio to raw (1 goroutine) | CPU s | CPU ratio (raw/pipeline) | peak RSS MB |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range results {
-		fmt.Fprintf(&md, "| %s | %s | %.0f | %.2f (%.2f-%.2f) | %.1f | %.1f | %.0f | %.2f | %.2f | %.1f | %.2f | %.0f |\n", r.Runner, r.Codec, float64(r.CacheBytes)/1e6, r.Wall, r.WallMin, r.WallMax, r.InputMBs, r.TextMBs, r.TokensPerS, r.RatioToRaw, r.RatioToRaw1, r.CPU, r.CPURatio, r.PeakRSSMB)
+		fmt.Fprintf(&md, "| %s | %s | %.0f | %.2f (%.2f-%.2f) | %.1f | %.1f | %.0f | %.2f (%.2f-%.2f) | %.2f | %.1f | %.2f | %.0f |\n", r.Runner, r.Codec, float64(r.CacheBytes)/1e6, r.Wall, r.WallMin, r.WallMax, r.InputMBs, r.TextMBs, r.TokensPerS, r.RatioToRaw, r.RatioMin, r.RatioMax, r.RatioToRaw1, r.CPU, r.CPURatio, r.PeakRSSMB)
 	}
-	md.WriteString("\nOn a shared machine wall-clock ratios depend on what else runs; the CPU ratio (tokenizer CPU / whole pipeline CPU) does not.\n")
+	md.WriteString("\nEach ratio is to the anchor timed in the same repeat (median over repeats, with their range). On a shared machine wall-clock ratios depend on what else runs; the CPU ratio (tokenizer CPU / whole pipeline CPU) does not.\n")
 	fmt.Print("\n" + md.String())
 	os.MkdirAll(*out, 0o755)
 	b, _ := json.MarshalIndent(map[string]any{"input_bytes": input, "tokens": rawTokens, "raw_tokens_s_1": raw1,
