@@ -179,6 +179,15 @@ func TestBatchAndConcurrency(t *testing.T) {
 			}
 		}
 	}
+	// AppendDoc into a reused buffer (as prepare recycles them) keeps what
+	// was there and appends exactly EncodeDoc.
+	buf := []uint32{7}
+	for i, d := range docs[:200] {
+		buf = tok.AppendDoc(buf[:1], d)
+		if !reflect.DeepEqual(buf[1:], tok.EncodeDoc(d)) || buf[0] != 7 {
+			t.Fatalf("AppendDoc: doc %d differs from EncodeDoc", i)
+		}
+	}
 	var wg sync.WaitGroup
 	for g := range 4 {
 		wg.Go(func() {
