@@ -45,7 +45,7 @@ type Tokenizer struct {
 	merges      pairTable
 	decodeBytes []byte // reverse byte-level map: rune (< 512) -> byte
 
-	pool chan *encoder
+	pool *sync.Pool // of *encoder
 }
 
 // addedToken is an added (usually special) token matched in raw text.
@@ -76,7 +76,7 @@ func LoadBytes(data []byte) (*Tokenizer, error) {
 	}
 	sum := sha256.Sum256(data)
 	t.hash = hex.EncodeToString(sum[:])
-	t.pool = make(chan *encoder, 4*runtime.GOMAXPROCS(0))
+	t.pool = newEncoderPool(t)
 	return t, nil
 }
 
@@ -96,7 +96,7 @@ func (t *Tokenizer) WithSpecialsAsText() *Tokenizer {
 		}
 	}
 	c.setAddedFirst()
-	c.pool = make(chan *encoder, cap(t.pool))
+	c.pool = newEncoderPool(&c)
 	return &c
 }
 
@@ -233,22 +233,19 @@ func (t *Tokenizer) isAdded(id uint32) bool {
 	return false
 }
 
-// get borrows an encoder; its cache survives between calls.
-func (t *Tokenizer) get() *encoder {
-	select {
-	case e := <-t.pool:
-		return e
-	default:
-		return newEncoder(t)
-	}
+// newEncoderPool keeps encoders per P (sync.Pool): a goroutine gets back
+// the encoder last used on its CPU, whose 1 MB piece cache is still in that
+// core's L2. A shared FIFO handed each call whichever encoder came next, its
+// cache warm on the other core.
+func newEncoderPool(t *Tokenizer) *sync.Pool {
+	return &sync.Pool{New: func() any { return newEncoder(t) }}
 }
 
-func (t *Tokenizer) put(e *encoder) {
-	select {
-	case t.pool <- e:
-	default:
-	}
-}
+// get borrows an encoder; its cache survives between calls (and a GC: the
+// pool's victim cache hands it back at the next call).
+func (t *Tokenizer) get() *encoder { return t.pool.Get().(*encoder) }
+
+func (t *Tokenizer) put(e *encoder) { t.pool.Put(e) }
 
 // SanitizeUTF8 returns s with each maximal ill-formed subsequence replaced by
 // one U+FFFD, exactly as Rust's String::from_utf8_lossy (and Node's and
