@@ -138,7 +138,23 @@ func runChild() {
 		r.Tokens += s.Stats.Tokens + s.Stats.DroppedTokens // the tokenizer ran on dropped-by-length docs too
 		r.Docs += s.Stats.Written
 	}
+	r.PeakRSSMB = peakRSSMB()
 	json.NewEncoder(os.Stdout).Encode(r)
+}
+
+// peakRSSMB is this process's VmHWM. The parent's rusage of a child counts
+// the parent's own RSS at fork (the anchor's texts, ~1.4 GB), so each child
+// reports its own.
+func peakRSSMB() float64 {
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmHWM:" {
+			var kb float64
+			fmt.Sscan(f[1], &kb)
+			return kb / 1024
+		}
+	}
+	return 0
 }
 
 func fatal(err error) {
@@ -308,7 +324,6 @@ func main() {
 				fatal(fmt.Errorf("runner %s tokenized %d tokens, anchor %d", r, res.Tokens, rawTokens))
 			}
 			ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-			res.PeakRSSMB = float64(ru.Maxrss) / 1024
 			res.CPU = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 			res.TokensPerS = float64(res.Tokens) / res.Wall
 			res.RatioToRaw = tN.Seconds() / res.Wall
