@@ -51,7 +51,7 @@ func writeDocs(t testing.TB, dir string, sources []string, files map[string][][]
 			if err != nil {
 				t.Fatal(err)
 			}
-			ref.SHA256 = sum.SHA256
+			ref.XXH64 = sum.XXH64
 			ps.Caches = append(ps.Caches, ref)
 			ps.Docs += ref.Docs
 			ps.Tokens += ref.Tokens

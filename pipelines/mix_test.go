@@ -61,7 +61,7 @@ func writeFixture(t testing.TB, dir string, srcs []fixtureSource) string {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ref.SHA256 = sum.SHA256
+			ref.XXH64 = sum.XXH64
 			ps.Caches = append(ps.Caches, ref)
 			ps.Docs += ref.Docs
 			ps.Tokens += ref.Tokens

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"sort"
 	"strings"
 
@@ -191,7 +190,7 @@ func (e *UnreadableError) Unwrap() error { return e.Err }
 // UpToDate returns the previous result for task if its cache was made from
 // the same input content (size, etag) with the same tokenizer, source
 // settings and code version, and the cache still holds exactly the bytes
-// its sidecar recorded (sha256): a cache damaged since is redone, not
+// its sidecar recorded (xxh64): a cache damaged since is redone, not
 // handed to mix.
 func UpToDate(ctx context.Context, task FileTask) (FileResult, bool) {
 	b, err := storage.ReadFile(ctx, storage.Join(task.Output, sidecarName(task.Cache)))
@@ -206,25 +205,13 @@ func UpToDate(ctx context.Context, task FileTask) (FileResult, bool) {
 	if st, err := storage.Stat(ctx, path); err != nil || st.Size != prev.Cache.Bytes {
 		return FileResult{}, false
 	}
-	if sum, err := fileSHA256(ctx, path); err != nil || sum != prev.Cache.SHA256 {
+	if sum, err := shards.CacheChecksum(ctx, path); err != nil || sum != prev.Cache.XXH64 {
 		return FileResult{}, false
 	}
 	prev.Reused = true
 	return prev, true
 }
 
-func fileSHA256(ctx context.Context, path string) (string, error) {
-	rc, err := storage.Open(ctx, path)
-	if err != nil {
-		return "", err
-	}
-	defer rc.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, rc); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
 
 // deadSample is how many ids a per-file filter dead letter lists.
 const deadSample = 10

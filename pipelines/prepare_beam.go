@@ -303,7 +303,7 @@ func BuildManifest(tokHash, cfgHash string, sources []SourceConfig, files []File
 				continue
 			}
 			ps.Caches = append(ps.Caches, shards.CacheRef{Path: r.Task.Cache, Input: in, Docs: r.Cache.Docs,
-				Tokens: r.Cache.Tokens, SHA256: r.Cache.SHA256, Stats: r.Stats, DeadLetters: r.DeadLetters})
+				Tokens: r.Cache.Tokens, XXH64: r.Cache.XXH64, Stats: r.Stats, DeadLetters: r.DeadLetters})
 		}
 		if err := ps.Stats.Check(); err != nil {
 			return nil, fmt.Errorf("source %s: %w", sc.Name, err)

@@ -177,7 +177,7 @@ func TestPrepareReuseChecksCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again.Cache.SHA256 != first.Cache.SHA256 {
+	if again.Cache.XXH64 != first.Cache.XXH64 {
 		t.Fatal("redone cache differs from the first")
 	}
 	if _, ok := UpToDate(ctx, task); !ok {

@@ -48,7 +48,7 @@ type CacheRef struct {
 	Input  InputRef `json:"input"`
 	Docs   int64    `json:"docs"`
 	Tokens int64    `json:"tokens"`
-	SHA256 string   `json:"sha256"`
+	XXH64  string   `json:"xxh64"` // CacheSummary.XXH64
 	// Stats accounts for every record of the input file; DeadLetters is the
 	// file's dropped records (relative path, "" when none were dropped).
 	Stats       PrepareStats `json:"stats"`

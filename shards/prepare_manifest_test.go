@@ -79,7 +79,7 @@ func TestPrepareManifestStatsRoundTrip(t *testing.T) {
 	m := &PrepareManifest{Version: 1, TokenizerHash: "t", ConfigHash: "c", DeadLetters: "dead_letters.jsonl", Report: "report.md",
 		Sources: []PreparedSource{{Name: "code", Format: "stack", Docs: 1, Tokens: 9000, Stats: st,
 			Caches: []CacheRef{{Path: "code/a.tokcache", Input: InputRef{Path: "gs://b/a.parquet", Size: 10, ETag: "e"},
-				Docs: 1, Tokens: 9000, SHA256: "s", Stats: st, DeadLetters: "dead_letters/code/a.jsonl"}},
+				Docs: 1, Tokens: 9000, XXH64: "s", Stats: st, DeadLetters: "dead_letters/code/a.jsonl"}},
 			Unreadable: []Unreadable{{Input: InputRef{Path: "gs://b/x.parquet"}, Error: "bad footer"}}}}}
 	path := filepath.Join(t.TempDir(), "manifest.json")
 	if err := WritePrepareManifest(context.Background(), path, m); err != nil {

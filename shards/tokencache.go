@@ -28,7 +28,6 @@ package shards
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -40,6 +39,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
 
@@ -96,7 +96,10 @@ type CacheSummary struct {
 	Tokens int64  `json:"tokens"`
 	Blocks int    `json:"blocks"`
 	Bytes  int64  `json:"bytes"`
-	SHA256 string `json:"sha256"` // of the whole file
+	// XXH64 is the xxhash64 of the whole file, for reuse checks: it finds
+	// a flipped byte as a sha256 would, at ~10x the speed (sha256 was 0.1-0.3 s
+	// of a 4 s prepare run).
+	XXH64 string `json:"xxh64"`
 }
 
 type blockInfo struct {
@@ -175,7 +178,7 @@ func CreateCache(ctx context.Context, path string, hdr CacheHeader) (*CacheWrite
 		w.Abort()
 		return nil, fmt.Errorf("token cache %s: codec %q, want %s, %s or %s", path, hdr.Codec, CodecRaw, CodecS2, CodecZstd)
 	}
-	cw := &CacheWriter{path: path, w: w, sum: sha256.New(), blockTokens: BlockTokens, width: hdr.TokenBytes, codec: hdr.Codec}
+	cw := &CacheWriter{path: path, w: w, sum: xxhash.New(), blockTokens: BlockTokens, width: hdr.TokenBytes, codec: hdr.Codec}
 	hj, err := json.Marshal(hdr)
 	if err != nil {
 		w.Abort()
@@ -308,8 +311,23 @@ func (cw *CacheWriter) Close() (CacheSummary, error) {
 	}
 	return CacheSummary{
 		Docs: int64(len(cw.ids)), Tokens: cw.tokens, Blocks: len(cw.blocks), Bytes: int64(cw.off),
-		SHA256: hex.EncodeToString(cw.sum.Sum(nil)),
+		XXH64: hex.EncodeToString(cw.sum.Sum(nil)),
 	}, nil
+}
+
+// CacheChecksum returns the XXH64 a CacheSummary records, of the file at
+// path as it is now.
+func CacheChecksum(ctx context.Context, path string) (string, error) {
+	rc, err := storage.Open(ctx, path)
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	h := xxhash.New()
+	if _, err := io.Copy(h, rc); err != nil {
+		return "", fmt.Errorf("token cache %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // Cache is an open token cache.

@@ -104,7 +104,7 @@ func TestTokenCacheDeterministic(t *testing.T) {
 	sa, sb := writeCache(t, a, docs, 5000), writeCache(t, b, docs, 5000)
 	ba, _ := os.ReadFile(a)
 	bb, _ := os.ReadFile(b)
-	if !bytes.Equal(ba, bb) || sa.SHA256 != sb.SHA256 {
+	if !bytes.Equal(ba, bb) || sa.XXH64 != sb.XXH64 {
 		t.Fatal("same documents gave different token caches")
 	}
 }
@@ -175,7 +175,7 @@ func TestPrepareManifestRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	m := &PrepareManifest{Version: 1, TokenizerHash: "t", ConfigHash: "c", Sources: []PreparedSource{{
 		Name: "books", Docs: 2, Tokens: 30,
-		Caches: []CacheRef{{Path: "caches/books/a.tc", Input: InputRef{Path: "/data/a.json.gz", Size: 10, ETag: "e"}, Docs: 2, Tokens: 30, SHA256: "s"}},
+		Caches: []CacheRef{{Path: "caches/books/a.tc", Input: InputRef{Path: "/data/a.json.gz", Size: 10, ETag: "e"}, Docs: 2, Tokens: 30, XXH64: "s"}},
 	}}}
 	p := filepath.Join(dir, "prepare.json")
 	if err := WritePrepareManifest(ctx, p, m); err != nil {

@@ -202,7 +202,7 @@ func generateShortDocs(ctx context.Context, dir string, n int64) error {
 				ref.Tokens += int64(l)
 			}
 			sum, err := cw.Close()
-			ref.SHA256 = sum.SHA256
+			ref.XXH64 = sum.XXH64
 			refs[f], errs[f] = ref, err
 		}()
 	}
@@ -404,7 +404,7 @@ func generate(ctx context.Context, dir string, srcs []benchSource, tokens int64)
 			if err != nil {
 				return 0, err
 			}
-			ref.SHA256 = sum.SHA256
+			ref.XXH64 = sum.XXH64
 			ps.Caches = append(ps.Caches, ref)
 			ps.Docs += ref.Docs
 			ps.Tokens += ref.Tokens
