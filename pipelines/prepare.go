@@ -212,7 +212,6 @@ func UpToDate(ctx context.Context, task FileTask) (FileResult, bool) {
 	return prev, true
 }
 
-
 // deadSample is how many ids a per-file filter dead letter lists.
 const deadSample = 10
 

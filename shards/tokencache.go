@@ -92,10 +92,10 @@ type CacheEntry struct {
 
 // CacheSummary describes a finished token cache.
 type CacheSummary struct {
-	Docs   int64  `json:"docs"`
-	Tokens int64  `json:"tokens"`
-	Blocks int    `json:"blocks"`
-	Bytes  int64  `json:"bytes"`
+	Docs   int64 `json:"docs"`
+	Tokens int64 `json:"tokens"`
+	Blocks int   `json:"blocks"`
+	Bytes  int64 `json:"bytes"`
 	// XXH64 is the xxhash64 of the whole file, for reuse checks: it finds
 	// a flipped byte as a sha256 would, at ~10x the speed (sha256 was 0.1-0.3 s
 	// of a 4 s prepare run).
