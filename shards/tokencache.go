@@ -76,10 +76,11 @@ type CacheHeader struct {
 	// fits in uint16 (half the bytes to compress and read), else 4. 0 in a
 	// version 1 file means 4.
 	TokenBytes int `json:"token_bytes,omitempty"`
-	// Codec stores the blocks: "s2" (the default), "raw" (the ids as they
-	// are: nothing to encode or decode, but on the prepare benchmark 2.5x
-	// the bytes, whose writing and hashing take back most of the ~11% of
-	// CPU s2 costs) or "zstd" (smallest, slowest; "" in a version 1 file).
+	// Codec stores the blocks: "raw" (the default: the ids as they are,
+	// nothing to encode or decode), "s2" (2.5x fewer bytes on the prepare
+	// benchmark, 4x on Go source, for ~10% more prepare CPU: for remote
+	// storage or a tight disk) or "zstd" (smallest, slowest; "" in a
+	// version 1 file).
 	Codec string `json:"codec,omitempty"`
 }
 
@@ -172,7 +173,7 @@ func CreateCache(ctx context.Context, path string, hdr CacheHeader) (*CacheWrite
 		return nil, fmt.Errorf("token cache %s: token_bytes %d, want 2 or 4", path, hdr.TokenBytes)
 	}
 	if hdr.Codec == "" {
-		hdr.Codec = CodecS2
+		hdr.Codec = CodecRaw
 	}
 	if !ValidCacheCodec(hdr.Codec) {
 		w.Abort()

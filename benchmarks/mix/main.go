@@ -177,7 +177,7 @@ func generateShortDocs(ctx context.Context, dir string, n int64) error {
 			sem <- struct{}{}
 			defer func() { <-sem; done <- struct{}{} }()
 			rel := fmt.Sprintf("web/web-%05d.tokcache", f)
-			cw, err := shards.CreateCache(ctx, filepath.Join(root, rel), shards.CacheHeader{Source: "web", Input: rel})
+			cw, err := shards.CreateCache(ctx, filepath.Join(root, rel), shards.CacheHeader{Source: "web", Input: rel, Codec: shards.CodecS2}) // the codec its figures were measured with
 			if err != nil {
 				errs[f] = err
 				return
@@ -382,7 +382,7 @@ func generate(ctx context.Context, dir string, srcs []benchSource, tokens int64)
 		per := budget / int64(s.files)
 		for f := 0; f < s.files; f++ {
 			rel := fmt.Sprintf("%s/%s-%03d.tokcache", s.name, s.name, f)
-			cw, err := shards.CreateCache(ctx, filepath.Join(root, rel), shards.CacheHeader{Source: s.name, Input: rel})
+			cw, err := shards.CreateCache(ctx, filepath.Join(root, rel), shards.CacheHeader{Source: s.name, Input: rel, Codec: shards.CodecS2})
 			if err != nil {
 				return 0, err
 			}

@@ -53,7 +53,7 @@ var (
 	child     = flag.String("child", "", "internal: run the pipeline on this runner and print JSON")
 	childOut  = flag.String("child_out", "", "internal: output directory for -child")
 	childWork = flag.Int("child_workers", 2, "internal")
-	codecs    = flag.String("codecs", "s2,raw", "token cache codecs to measure (raw, s2, zstd): each runner runs once per codec")
+	codecs    = flag.String("codecs", "raw,s2", "token cache codecs to measure (raw, s2, zstd): each runner runs once per codec")
 	childCdc  = flag.String("child_codec", "", "internal")
 	repeats   = flag.Int("repeats", 3, "repeat the anchor and every run this many times; medians are compared")
 	cpuProf   = flag.String("cpuprofile", "", "write the pipeline runs' CPU profiles to this path (one per runner: path.<runner>)")
