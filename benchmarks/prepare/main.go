@@ -5,10 +5,10 @@
 //	go run ./benchmarks/prepare [-mb 200] [-runners direct,prism] [-codecs raw,s2] [-workers 2] [-repeats 3]
 //
 // Each runner runs in a child process (once per token cache codec and
-// repeat) so its peak RSS is its own. Every repeat times the anchor and then
-// each run; a run's ratio is to its own repeat's anchor, and the median over
-// repeats is reported (one pass of either moves by 10-20% on this machine
-// from one minute to the next). Prints
+// repeat) so its peak RSS is its own. Every run is timed right after an
+// anchor pass and its ratio is to that pass; the median over repeats is
+// reported (one pass of either moves by 10-30% on this machine from one
+// minute to the next). Prints
 // MB/s (input and text), tokens/s, the ratio to the raw tokenizer at the
 // same parallelism (goal >= 0.7), and peak RSS; writes results.json and
 // results.md under -out.
@@ -289,19 +289,18 @@ func main() {
 	fmt.Printf("corpus: %.1f MB of input under %s\n", float64(input)/1e6, *corpus)
 	tk, texts := loadTexts(ctx)
 	exe, _ := os.Executable()
-	// Each repeat times the anchor and then every run, and each run's ratio
-	// is to the anchor of its own repeat: this machine drifts by 10-20%
-	// over minutes, which a comparison across repeats would take for a
-	// difference between the two.
+	// Every run is timed right after its own anchor pass and its ratio is
+	// to that pass: this machine's speed drifts by 10-30% within minutes,
+	// which a comparison of separate medians would take for a difference
+	// between the two.
 	runs := map[[2]string][]runResult{}
 	var t1s, tNs, cpus []time.Duration
 	var rawTokens int64
 	for rep := range *repeats {
-		t1, tN, cpu, n := anchorPass(tk, texts)
-		t1s, tNs, cpus, rawTokens = append(t1s, t1), append(tNs, tN), append(cpus, cpu), n
-		fmt.Printf("repeat %d: anchor %.0f tokens/s on 1 goroutine, %.0f on %d\n", rep+1, float64(n)/t1.Seconds(), float64(n)/tN.Seconds(), *workers)
 		for _, run := range runList() {
 			r, codec := run[0], run[1]
+			t1, tN, cpu, n := anchorPass(tk, texts)
+			t1s, tNs, cpus, rawTokens = append(t1s, t1), append(tNs, tN), append(cpus, cpu), n
 			dir, _ := os.MkdirTemp("", "bench-prepare-out-")
 			args := []string{"-child=" + r, "-child_out=" + dir, fmt.Sprint("-child_workers=", *workers),
 				"-corpus=" + *corpus, "-tokenizer=" + *tokPath, fmt.Sprint("-scale=", *scale), "-child_codec=" + codec}
@@ -329,7 +328,8 @@ func main() {
 			res.RatioToRaw = tN.Seconds() / res.Wall
 			res.RatioToRaw1 = t1.Seconds() / res.Wall
 			res.CPURatio = cpu.Seconds() / res.CPU
-			fmt.Printf("  %s %s: %.2f s, %.0f tokens/s, %.1f s CPU, ratio to raw %.2f\n", r, codec, res.Wall, res.TokensPerS, res.CPU, res.RatioToRaw)
+			fmt.Printf("repeat %d: anchor %.0f tokens/s on 1 goroutine, %.0f on %d; %s %s: %.2f s, %.0f tokens/s, %.1f s CPU, ratio to raw %.2f\n",
+				rep+1, float64(n)/t1.Seconds(), float64(n)/tN.Seconds(), *workers, r, codec, res.Wall, res.TokensPerS, res.CPU, res.RatioToRaw)
 			runs[run] = append(runs[run], res)
 		}
 	}
@@ -357,12 +357,12 @@ func main() {
 	var md strings.Builder
 	fmt.Fprintf(&md, "# prepare benchmark\n\n%.1f MB input (5 formats), %d tokens; workers %d; GOMAXPROCS %d; load %s\n\n",
 		float64(input)/1e6, rawTokens, *workers, runtime.GOMAXPROCS(0), loadavg())
-	fmt.Fprintf(&md, "anchor: raw tokenizer on the same text: %.0f tokens/s (1 goroutine), %.0f tokens/s (%d goroutines), %.1f s CPU; medians of %d\n\n", raw1, rawN, *workers, rawCPU.Seconds(), *repeats)
+	fmt.Fprintf(&md, "anchor: raw tokenizer on the same text: %.0f tokens/s (1 goroutine), %.0f tokens/s (%d goroutines), %.1f s CPU; medians of %d passes\n\n", raw1, rawN, *workers, rawCPU.Seconds(), len(tNs))
 	md.WriteString("| runner | cache codec | cache MB | wall s (median, range) | input MB/s | text MB/s | tokens/s | ratio to raw (same parallelism; median, range) | ratio to raw (1 goroutine) | CPU s | CPU ratio (raw/pipeline) | peak RSS MB |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range results {
 		fmt.Fprintf(&md, "| %s | %s | %.0f | %.2f (%.2f-%.2f) | %.1f | %.1f | %.0f | %.2f (%.2f-%.2f) | %.2f | %.1f | %.2f | %.0f |\n", r.Runner, r.Codec, float64(r.CacheBytes)/1e6, r.Wall, r.WallMin, r.WallMax, r.InputMBs, r.TextMBs, r.TokensPerS, r.RatioToRaw, r.RatioMin, r.RatioMax, r.RatioToRaw1, r.CPU, r.CPURatio, r.PeakRSSMB)
 	}
-	md.WriteString("\nEach ratio is to the anchor timed in the same repeat (median over repeats, with their range). On a shared machine wall-clock ratios depend on what else runs; the CPU ratio (tokenizer CPU / whole pipeline CPU) does not.\n")
+	md.WriteString("\nEach ratio is to the anchor pass timed just before that run (median over repeats, with their range). On a shared machine wall-clock ratios depend on what else runs; the CPU ratio (tokenizer CPU / whole pipeline CPU) does not.\n")
 	fmt.Print("\n" + md.String())
 	os.MkdirAll(*out, 0o755)
 	b, _ := json.MarshalIndent(map[string]any{"input_bytes": input, "tokens": rawTokens, "raw_tokens_s_1": raw1,
