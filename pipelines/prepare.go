@@ -34,7 +34,7 @@ type PrepareConfig struct {
 	SkipUnreadable bool           `yaml:"skip_unreadable" help:"record input files that cannot be opened and go on, instead of failing the job"`
 	Workers        int            `yaml:"workers" help:"tokenizer goroutines per input file (outputs do not depend on it)"`
 	Force          bool           `yaml:"force" help:"redo every file even if its token cache is up to date"`
-	CacheCodec     string         `yaml:"cache_codec" help:"token cache blocks: raw (default: 2 bytes a token, nothing to encode or decode), s2 (2.5-4x fewer bytes for ~10% more prepare CPU: remote storage, tight disks) or zstd (smallest, slowest)"`
+	CacheCodec     string         `yaml:"cache_codec" help:"token cache blocks: raw (default: 2 bytes a token, nothing to encode or decode), s2 (2.5-4x fewer bytes for ~12% more prepare CPU: remote storage, tight disks) or zstd (smallest, slowest)"`
 }
 
 // DefaultPrepareConfig returns the defaults.

@@ -78,7 +78,7 @@ type CacheHeader struct {
 	TokenBytes int `json:"token_bytes,omitempty"`
 	// Codec stores the blocks: "raw" (the default: the ids as they are,
 	// nothing to encode or decode), "s2" (2.5x fewer bytes on the prepare
-	// benchmark, 4x on Go source, for ~10% more prepare CPU: for remote
+	// benchmark, 4x on Go source, for ~12% more prepare CPU: for remote
 	// storage or a tight disk) or "zstd" (smallest, slowest; "" in a
 	// version 1 file).
 	Codec string `json:"codec,omitempty"`
