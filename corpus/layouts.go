@@ -70,7 +70,7 @@ type FineMathRow struct {
 // WriteParquet writes rows as a zstd-compressed parquet file with at most
 // rowsPerGroup rows per row group.
 func WriteParquet[T any](w io.Writer, rows []T, rowsPerGroup int64) error {
-	pw := parquet.NewGenericWriter[T](w, parquet.Compression(&parquet.Zstd), parquet.MaxRowsPerRowGroup(rowsPerGroup))
+	pw := parquet.NewGenericWriter[T](w, parquet.Compression(&parquet.Zstd), parquet.MaxRowsPerRowGroup(rowsPerGroup), parquet.DataPageStatistics(false))
 	for len(rows) > 0 {
 		k := min(int64(len(rows)), rowsPerGroup)
 		if _, err := pw.Write(rows[:k]); err != nil {

@@ -17,6 +17,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -55,13 +57,14 @@ var (
 	childWork = flag.Int("child_workers", 2, "internal")
 	codecs    = flag.String("codecs", "raw,s2", "token cache codecs to measure (raw, s2, zstd): each runner runs once per codec")
 	childCdc  = flag.String("child_codec", "", "internal")
+	childGen  = flag.String("child_gen", "", "internal: the corpus generator's fingerprint")
 	repeats   = flag.Int("repeats", 3, "repeat the anchor and every run this many times; medians are compared")
 	cpuProf   = flag.String("cpuprofile", "", "write the pipeline runs' CPU profiles to this path (one per runner: path.<runner>)")
 )
 
 func config(outDir string, w int) pipelines.PrepareConfig {
 	c := func(p string) []string {
-		return []string{filepath.Join(*corpus, fmt.Sprintf("scale-%d-seed-*", *scale), p)}
+		return []string{filepath.Join(*corpus, fmt.Sprintf("scale-%d-gen-%s-seed-*", *scale, *childGen), p)}
 	}
 	cfg := pipelines.DefaultPrepareConfig()
 	cfg.Output, cfg.Tokenizer, cfg.Workers, cfg.Force, cfg.CacheCodec = outDir, *tokPath, w, true, *childCdc
@@ -162,12 +165,38 @@ func fatal(err error) {
 	os.Exit(1)
 }
 
+// generatorFingerprint hashes what the corpus generator writes for seed 1
+// at scale 1 (names and bytes): the generated corpus is kept between runs,
+// and a generator change must not leave an old one in use (this machine's
+// copy was made by a generator three commits old).
+func generatorFingerprint(ctx context.Context) string {
+	dir, err := os.MkdirTemp("", "bench-prepare-gen-")
+	if err != nil {
+		fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	files, err := democorpus.GenerateCorpus(ctx, dir, 1, 1)
+	if err != nil {
+		fatal(err)
+	}
+	h := sha256.New()
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join(dir, f.Path))
+		if err != nil {
+			fatal(err)
+		}
+		fmt.Fprintf(h, "%s %d\n", f.Path, len(b))
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12]
+}
+
 // ensureCorpus generates demo corpora with seeds 1, 2, ... until the input
 // reaches -mb megabytes.
 func ensureCorpus(ctx context.Context) int64 {
 	var total int64
 	for seed := uint64(1); total < int64(*mb)*1e6; seed++ {
-		dir := filepath.Join(*corpus, fmt.Sprintf("scale-%d-seed-%04d", *scale, seed))
+		dir := filepath.Join(*corpus, fmt.Sprintf("scale-%d-gen-%s-seed-%04d", *scale, *childGen, seed))
 		if _, err := os.Stat(filepath.Join(dir, "done")); err != nil {
 			files, err := democorpus.GenerateCorpus(ctx, dir, seed, *scale)
 			if err != nil {
@@ -285,6 +314,7 @@ func main() {
 	}
 	ctx := context.Background()
 	fmt.Printf("bench prepare: GOMAXPROCS %d, workers %d, load %s\n", runtime.GOMAXPROCS(0), *workers, loadavg())
+	*childGen = generatorFingerprint(ctx)
 	input := ensureCorpus(ctx)
 	fmt.Printf("corpus: %.1f MB of input under %s\n", float64(input)/1e6, *corpus)
 	tk, texts := loadTexts(ctx)
@@ -303,7 +333,8 @@ func main() {
 			t1s, tNs, cpus, rawTokens = append(t1s, t1), append(tNs, tN), append(cpus, cpu), n
 			dir, _ := os.MkdirTemp("", "bench-prepare-out-")
 			args := []string{"-child=" + r, "-child_out=" + dir, fmt.Sprint("-child_workers=", *workers),
-				"-corpus=" + *corpus, "-tokenizer=" + *tokPath, fmt.Sprint("-scale=", *scale), "-child_codec=" + codec}
+				"-corpus=" + *corpus, "-tokenizer=" + *tokPath, fmt.Sprint("-scale=", *scale), "-child_codec=" + codec,
+				"-child_gen=" + *childGen}
 			if *cpuProf != "" && rep == 0 {
 				args = append(args, "-cpuprofile="+*cpuProf+"."+r+"."+codec)
 			}
