@@ -10,8 +10,10 @@ import (
 	"io"
 	"log/slog"
 	"reflect"
+	"runtime"
 	"runtime/debug"
 	"sort"
+	"sync"
 	"sync/atomic"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -87,6 +89,29 @@ const (
 	filesInFlight = 2
 )
 
+// fileSlots bounds the files being prepared in this process at once,
+// across DoFn calls: prism ran two bundles at a time, 4 files in flight on
+// 2 cores (CPU 6.0 -> 6.8 s and RSS 335 -> 568 MB against direct's 2). A
+// process gets max(filesInFlight, cores/workers + 1) slots.
+var (
+	fileSlotsOnce sync.Once
+	fileSlots     chan struct{}
+)
+
+func acquireFileSlot(ctx context.Context, workers int) error {
+	fileSlotsOnce.Do(func() {
+		fileSlots = make(chan struct{}, max(filesInFlight, runtime.GOMAXPROCS(0)/max(workers, 1)+1))
+	})
+	select {
+	case fileSlots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func releaseFileSlot() { <-fileSlots }
+
 // groupTasks cuts tasks into groups of up to n consecutive files.
 func groupTasks(tasks []FileTask, n int) []fileGroup {
 	var gs []fileGroup
@@ -157,6 +182,10 @@ func (f *prepareFileFn) ProcessElement(ctx context.Context, g fileGroup, emit fu
 					continue
 				}
 			}
+			if err := acquireFileSlot(ctx, f.Workers); err != nil {
+				first = err
+				break
+			}
 			running++
 			go func() {
 				d := fileDone{task: task}
@@ -164,6 +193,7 @@ func (f *prepareFileFn) ProcessElement(ctx context.Context, g fileGroup, emit fu
 					if p := recover(); p != nil {
 						d.err = fmt.Errorf("%s: panic: %v\n%s", task.Input, p, debug.Stack())
 					}
+					releaseFileSlot() // before the result: the next file may start at once
 					finished <- d
 				}()
 				d.res, d.err = PrepareFile(ctx, task, f.tok, f.Workers)
