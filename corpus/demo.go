@@ -41,7 +41,9 @@ func GenerateDemo(ctx context.Context, dir string, seed uint64) ([]DemoFile, err
 
 // GenerateCorpus is GenerateDemo with every file's good records multiplied
 // by scale (the malformed ones stay as they are); benchmarks use it to get
-// realistic file sizes.
+// realistic file sizes. Parquet row groups grow with scale too (real dumps
+// hold thousands of rows per group; at scale 1 the demo's groups of 3-25
+// rows make tests cross many of them).
 func GenerateCorpus(ctx context.Context, dir string, seed uint64, scale int) ([]DemoFile, error) {
 	g := &demoGen{r: rand.New(rand.NewPCG(seed, 0x6c6f6e67637478))}
 	var out []DemoFile
@@ -102,7 +104,7 @@ func GenerateCorpus(ctx context.Context, dir string, seed uint64, scale int) ([]
 		}
 		rows = append(rows, StackRow{Hexsha: ptrTo(hashID("null", lang)[:20]), Lang: ptrTo(lang)}) // content null
 		b.Reset()
-		if err := WriteParquet(&b, rows, 3); err != nil {
+		if err := WriteParquet(&b, rows, int64(3*scale)); err != nil {
 			return nil, err
 		}
 		if err := put(fmt.Sprintf("the-stack-dedup/data/%s/data-%05d-of-00002.parquet", lang, part), "stack", b.Bytes(), len(rows), 1); err != nil {
@@ -131,7 +133,7 @@ func GenerateCorpus(ctx context.Context, dir string, seed uint64, scale int) ([]
 			mal = 2
 		}
 		b.Reset()
-		if err := WriteParquet(&b, rows, 16); err != nil {
+		if err := WriteParquet(&b, rows, int64(16*scale)); err != nil {
 			return nil, err
 		}
 		if err := put(fmt.Sprintf("fineweb-edu/sample/10BT/%03d_00000.parquet", part), "fineweb-edu", b.Bytes(), len(rows), mal); err != nil {
@@ -188,7 +190,7 @@ func GenerateCorpus(ctx context.Context, dir string, seed uint64, scale int) ([]
 				Language: ptrTo("en"), LanguageScore: ptrTo(0.95)})
 		}
 		b.Reset()
-		if err := WriteParquet(&b, rows, 25); err != nil {
+		if err := WriteParquet(&b, rows, int64(25*scale)); err != nil {
 			return nil, err
 		}
 		if err := put(fmt.Sprintf("finemath/finemath-4plus/train-%05d-of-00003.parquet", part), "finemath", b.Bytes(), len(rows), 0); err != nil {
