@@ -58,7 +58,7 @@ var (
 	codecs    = flag.String("codecs", "raw,s2", "token cache codecs to measure (raw, s2, zstd): each runner runs once per codec")
 	childCdc  = flag.String("child_codec", "", "internal")
 	childGen  = flag.String("child_gen", "", "internal: the corpus generator's fingerprint")
-	repeats   = flag.Int("repeats", 3, "repeat the anchor and every run this many times; medians are compared")
+	repeats   = flag.Int("repeats", 3, "time every run this many times, each right after its own anchor pass; the median ratio is reported")
 	cpuProf   = flag.String("cpuprofile", "", "write the pipeline runs' CPU profiles to this path (one per runner: path.<runner>)")
 )
 
@@ -167,9 +167,9 @@ func fatal(err error) {
 
 // generatorFingerprint hashes what the corpus generator writes for seed 1
 // at scale 2 (names and bytes; 2 so what grows with scale shows): the
-// generated corpus is kept between runs,
-// and a generator change must not leave an old one in use (this machine's
-// copy was made by a generator three commits old).
+// generated corpus is kept between runs, and a generator change must not
+// leave an old one in use (this machine's copy was made by a generator
+// three commits old).
 func generatorFingerprint(ctx context.Context) string {
 	dir, err := os.MkdirTemp("", "bench-prepare-gen-")
 	if err != nil {
@@ -193,8 +193,18 @@ func generatorFingerprint(ctx context.Context) string {
 }
 
 // ensureCorpus generates demo corpora with seeds 1, 2, ... until the input
-// reaches -mb megabytes.
+// reaches -mb megabytes, after removing corpora of this scale made by
+// another generator.
 func ensureCorpus(ctx context.Context) int64 {
+	old, _ := filepath.Glob(filepath.Join(*corpus, fmt.Sprintf("scale-%d-*", *scale)))
+	for _, d := range old {
+		if !strings.HasPrefix(filepath.Base(d), fmt.Sprintf("scale-%d-gen-%s-", *scale, *childGen)) {
+			fmt.Printf("removing %s (another corpus generator)\n", d)
+			if err := os.RemoveAll(d); err != nil {
+				fatal(err)
+			}
+		}
+	}
 	var total int64
 	for seed := uint64(1); total < int64(*mb)*1e6; seed++ {
 		dir := filepath.Join(*corpus, fmt.Sprintf("scale-%d-gen-%s-seed-%04d", *scale, *childGen, seed))
